@@ -1,0 +1,125 @@
+"""Submissions: labels to `ImageId,Label`, validation, and atomic, never-overwriting writes."""
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from src import files
+from src.errors import KitError
+
+HEADER = ("ImageId", "Label")
+COMPETITION_TEST_ROWS = 28_000
+
+
+def submission_text(labels: np.ndarray) -> str:
+    """Returns the CSV text of a submission.
+
+    Args:
+        labels: `(M,)` predicted digits, in test-row order.
+
+    Returns:
+        `ImageId,Label` then one row per image, ImageId counted from 1.
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    buffer = io.StringIO()
+    buffer.write(",".join(HEADER) + "\n")
+    for image_id, label in enumerate(labels, start=1):
+        buffer.write(f"{image_id},{label}\n")
+    return buffer.getvalue()
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """Returns the data rows of a CSV with a header (e.g. `sample_submission.csv` or `test.csv`)."""
+    try:
+        with open(path, "rb") as stream:
+            return max(sum(1 for line in stream if line.strip()) - 1, 0)
+    except OSError as error:
+        raise KitError(f"Cannot read {path}: {error.strerror}; check the path.") from None
+
+
+def check_submission_text(text: str, expected_rows: int | None = None, name: str = "submission") -> int:
+    """Checks a submission's text.
+
+    Args:
+        text: the CSV text.
+        expected_rows: the test split's rows; None accepts any positive count.
+        name: how messages name the file.
+
+    Returns:
+        The number of rows.
+
+    Raises:
+        KitError: naming the first problem: header, a row that is not two integers, an ImageId out of
+            sequence, a label outside 0-9, or the wrong number of rows.
+    """
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, None)
+    if header is None or tuple(cell.strip() for cell in header) != HEADER:
+        raise KitError(f"{name}: the header must be 'ImageId,Label'. Received: {','.join(header or [])!r}.")
+    count = 0
+    for line_number, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) != 2:
+            raise KitError(f"{name}: line {line_number} must have 2 fields (ImageId,Label). Received: {row!r}.")
+        try:
+            image_id, label = int(row[0]), int(row[1])
+        except ValueError:
+            raise KitError(f"{name}: line {line_number} must hold two integers. Received: {','.join(row)!r}.") from None
+        count += 1
+        if image_id != count:
+            raise KitError(
+                f"{name}: ImageId must run 1, 2, 3, ... without gaps; line {line_number} should have "
+                f"ImageId {count}. Received: {image_id}."
+            )
+        if not 0 <= label <= 9:
+            raise KitError(f"{name}: line {line_number} has a label outside 0-9. Received: Label={label}.")
+    if count == 0:
+        raise KitError(f"{name}: no rows after the header.")
+    if expected_rows is not None and count != expected_rows:
+        raise KitError(f"{name}: has {count} rows but the test split has {expected_rows}; predict every test image.")
+    return count
+
+
+def validate_submission(path: str | os.PathLike, sample: str | os.PathLike | None = None) -> int:
+    """Validates a submission file for the Digit Recognizer.
+
+    Args:
+        path: the CSV to check.
+        sample: `sample_submission.csv` (or `test.csv`) whose row count the file must match; None
+            expects the competition's 28,000 rows unless the file is a local run's.
+
+    Returns:
+        The number of rows.
+
+    Raises:
+        KitError: the file is missing, unreadable or invalid.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KitError(f"Submission not found: {path}; give the path of a CSV a kernel wrote.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise KitError(f"Cannot read {path} as text ({error}); give a CSV file.") from None
+    expected = count_rows(sample) if sample is not None else None
+    return check_submission_text(text, expected, name=str(path))
+
+
+def write_submission(labels: np.ndarray, path: str | os.PathLike, expected_rows: int | None = None) -> Path:
+    """Validates and writes a submission; an existing file is never replaced.
+
+    Args:
+        labels: `(M,)` predicted digits.
+        path: the final file name.
+        expected_rows: the test split's rows, checked before writing.
+
+    Returns:
+        `path`.
+    """
+    text = submission_text(labels)
+    check_submission_text(text, expected_rows, name=str(path))
+    return files.write_text(Path(path), text, overwrite=False)
