@@ -8,7 +8,11 @@ STAMP := $(VENV)/.installed
 KERNEL ?= mnist-cnn
 ARGS ?=
 
-.PHONY: help setup data train test lint clean
+.PHONY: help setup data train test lint clean bench-accuracy
+
+# Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
+BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
+BENCH_OUT ?= build/bench
 
 help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +35,10 @@ test: setup ## Run the test suite.
 
 lint: setup ## Check the code with flake8.
 	$(PY) -m flake8 src kernels tests
+
+bench-accuracy: data ## Train the seed recipe (--folds 1, 12 epochs) on the full MNIST and report its test accuracy.
+	$(PY) kernels/mnist-cnn/kernel.py --data $(BENCH_DATA) --out $(BENCH_OUT)/accuracy --folds 1 --epochs 12 \
+		--batch-size 128 --quiet $(ARGS)
 
 clean: ## Remove build outputs and caches (keeps .venv, input/ and submissions/).
 	rm -rf build .pytest_cache .hypothesis
