@@ -53,7 +53,8 @@ def test_run_config_resolves_learning_rate_per_optimizer():
 
 
 def test_cli_help_does_not_import_tensorflow():
-    code = "import sys; from src import cli; cli.build_parser(); cli.kernel_parser('k'); print('tensorflow' in sys.modules)"
+    code = ("import sys; from src import cli; cli.build_parser(); cli.kernel_parser('k'); "
+            "print('tensorflow' in sys.modules)")
     result = run(["-c", code], cwd=paths.REPO_ROOT)
     assert result.stdout.strip() == "False", result.stderr
 
@@ -116,8 +117,8 @@ def test_kernel_end_to_end_writes_valid_submission_record_and_probabilities(tmp_
 def test_kernel_trains_under_channels_first_setting(tmp_path, sample_npz):
     keras_home = tmp_path / "keras"
     keras_home.mkdir()
-    (keras_home / "keras.json").write_text(json.dumps({"image_data_format": "channels_first", "backend": "tensorflow",
-                                                        "floatx": "float32", "epsilon": 1e-07}))
+    settings = {"image_data_format": "channels_first", "backend": "tensorflow", "floatx": "float32", "epsilon": 1e-07}
+    (keras_home / "keras.json").write_text(json.dumps(settings))
     result = run([str(KERNEL), "--data", str(sample_npz), "--out", str(tmp_path / "out"), "--epochs", "1",
                   "--folds", "1", "--quiet"], env={"KERAS_HOME": str(keras_home)})
     assert result.returncode == 0, result.stderr
