@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 KERNEL ?= mnist-cnn
 ARGS ?=
 
-.PHONY: help setup data train test lint clean bench-accuracy
+.PHONY: help setup data train test lint clean bench-accuracy check-kernel
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -27,7 +27,12 @@ setup: $(STAMP) ## Create .venv and install the kit with its dev tools (a no-op 
 data: setup ## Fill input/: the competition with Kaggle credentials, else a sample of 5,000 real digits.
 	@$(PY) -m src data
 
-train: data ## Train KERNEL (default mnist-cnn) on input/ and write a submission; extra flags in ARGS.
+KERNELS := $(notdir $(patsubst %/kernel.py,%,$(wildcard kernels/*/kernel.py)))
+
+check-kernel:
+	@test -f kernels/$(KERNEL)/kernel.py || { echo "error: unknown KERNEL=$(KERNEL); choose one of: $(KERNELS)." >&2; exit 2; }
+
+train: check-kernel data ## Train KERNEL (default mnist-cnn) on input/ and write a submission; extra flags in ARGS.
 	$(PY) kernels/$(KERNEL)/kernel.py $(ARGS)
 
 test: setup ## Run the test suite.
