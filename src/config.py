@@ -10,7 +10,7 @@ from pathlib import Path
 from src.errors import KitError
 
 # The names `src.models` registers; kept here so that flags are checked without importing Keras.
-MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp")
+MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn")
 OPTIMIZER_NAMES = ("adadelta", "adam", "rmsprop")
 # Adadelta's rate is 1.0 as in the classic Keras MNIST CNN: Keras 3's default of 0.001 leaves that model
 # near 84% after 12 epochs instead of 99.25% (keras-team/keras#13815).

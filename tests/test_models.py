@@ -54,7 +54,17 @@ def test_build_optimizer_defaults_adadelta_to_one():
 
 
 def test_build_model_rejects_unknown_name():
-    with pytest.raises(KitError, match="choose one of seed_cnn, tfwiki_cnn, mlp. Received: model='resnet'"):
+    with pytest.raises(KitError, match="choose one of seed_cnn, tfwiki_cnn, mlp, .*Received: model=.resnet."):
         models.build_model("resnet", "channels_last")
     with pytest.raises(KitError, match="Received: optimizer='sgdx'"):
         models.build_optimizer("sgdx", 0.1)
+
+
+def test_strong_cnn_augments_only_in_training():
+    model = models.build_strong_cnn("channels_last")
+    images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_array_equal(model.predict(images, verbose=0), model.predict(images, verbose=0))
+    augmentation = model.get_layer("augmentation")
+    np.testing.assert_array_equal(augmentation(images, training=False).numpy(), images)
+    assert not np.allclose(augmentation(images, training=True).numpy(), images)
+    assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in augmentation.layers)
