@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 KERNEL ?= mnist-cnn
 ARGS ?=
 
-.PHONY: help setup data train test lint clean
+.PHONY: help setup data train test lint runs clean
 
 help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ test: setup ## Run the test suite.
 
 lint: setup ## Check the code with flake8.
 	$(PY) -m flake8 src kernels tests
+
+runs: setup ## List the runs in submissions/, best CV first; flags in ARGS, e.g. ARGS="--format markdown".
+	@$(PY) -m src runs $(ARGS)
 
 clean: ## Remove build outputs and caches (keeps .venv, input/ and submissions/).
 	rm -rf build .pytest_cache .hypothesis
