@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 KERNEL ?= mnist-cnn
 ARGS ?=
 
-.PHONY: help setup data train test lint clean bench-accuracy check-kernel
+.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -44,6 +44,9 @@ lint: setup ## Check the code with flake8.
 bench-accuracy: data ## Train the seed recipe (--folds 1, 12 epochs) on the full MNIST and report its test accuracy.
 	$(PY) kernels/mnist-cnn/kernel.py --data $(BENCH_DATA) --out $(BENCH_OUT)/accuracy --folds 1 --epochs 12 \
 		--batch-size 128 --quiet $(ARGS)
+
+runs: setup ## List the runs in submissions/, best CV first; flags in ARGS, e.g. ARGS="--format markdown".
+	@$(PY) -m src runs $(ARGS)
 
 clean: ## Remove build outputs and caches (keeps .venv, input/ and submissions/).
 	rm -rf build .pytest_cache .hypothesis

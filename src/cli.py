@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from src import config as run_config
 from src.errors import KitError
@@ -77,6 +78,8 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
                         help="stratified K-fold with a fold ensemble; 1 trains once on all data (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=base.seed, help="default: %(default)s")
     parser.add_argument("--quiet", action="store_true", default=base.quiet, help="log lines only, no progress bars")
+    parser.add_argument("--no-plots", dest="plots", action="store_false", default=base.plots,
+                        help="skip the pictures (learning curves, confusion matrices, mistakes) in the run's folder")
     return parser
 
 
@@ -121,7 +124,12 @@ def run_kernel(config: run_config.RunConfig) -> dict:
                                   seconds=time.perf_counter() - started, submission=submission_path)
     record_path = records.write_record(run, record)
     record["outputs"] = {"submission": str(submission_path), "record": str(record_path),
-                         "probabilities": str(probabilities)}
+                         "probabilities": str(probabilities), "pictures": []}
+    if config.plots:
+        # Drawn last: the submission and record are safe on disk whatever happens to a picture.
+        from src import plots
+
+        record["outputs"]["pictures"] = [str(path) for path in plots.draw_run_pictures(run.workdir, dataset, result)]
     return record
 
 
@@ -157,6 +165,47 @@ def _command_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_to_stderr() -> None:
+    # The table or path is the command's output on stdout; warnings about skipped files go beside it.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+
+
+def _command_runs(args: argparse.Namespace) -> int:
+    from src import paths, records
+
+    _log_to_stderr()
+    folder = Path(args.dir) if args.dir is not None else paths.default_output_dir()
+    found = [record for _, record in records.find_records(folder)]
+    settings, rows = records.runs_table(found, records.read_kaggle_submissions(folder),
+                                        kernel=args.kernel, model=args.model)
+    if not rows:
+        print(f"no runs in {folder}" + (" match the filter" if found else ""), file=sys.stderr)
+        return 0
+    print(records.format_runs_table(settings, rows, args.format), end="")
+    return 0
+
+
+def _command_report(args: argparse.Namespace) -> int:
+    from src import paths, records, report
+
+    _log_to_stderr()
+    folder = Path(args.dir) if args.dir is not None else paths.default_output_dir()
+    page = report.write_report(records.find_record(args.run, folder), args.out)
+    print(f"report: {page}")
+    return 0
+
+
+def _command_blend(args: argparse.Namespace) -> int:
+    from src import paths, records
+
+    configure_logging()
+    folder = Path(args.dir) if args.dir is not None else paths.default_output_dir()
+    record = records.blend_runs([records.find_record(run, folder) for run in args.runs], args.weights,
+                                out_dir=args.out, data_path=args.data, plots=args.plots)
+    print(summary_line(record), flush=True)
+    return 0
+
+
 def build_parser() -> ArgumentParser:
     """Returns the parser of `python -m src`."""
     parser = ArgumentParser(prog="python -m src", description="digit-kit: a kit for Kaggle's Digit Recognizer.")
@@ -171,6 +220,29 @@ def build_parser() -> ArgumentParser:
     validate.add_argument("file", help="the submission CSV")
     validate.add_argument("--sample", help="sample_submission.csv (or test.csv) whose row count it must match")
     validate.set_defaults(handler=_command_validate)
+
+    runs_help = "the folder of the run records (default: submissions/, or /kaggle/working on Kaggle)"
+    runs = commands.add_parser("runs", help="list the runs, best CV accuracy first")
+    runs.add_argument("--dir", help=runs_help)
+    runs.add_argument("--format", choices=("table", "csv", "markdown"), default="table", help="default: %(default)s")
+    runs.add_argument("--kernel", help="only the runs of this kernel")
+    runs.add_argument("--model", help="only the runs of this model")
+    runs.set_defaults(handler=_command_runs)
+
+    report = commands.add_parser("report", help="write a run's self-contained HTML page")
+    report.add_argument("run", help="a run name as `runs` lists it, or the path of its .json")
+    report.add_argument("--dir", help=runs_help)
+    report.add_argument("--out", help="the page to write (default: <run>.html beside the record)")
+    report.set_defaults(handler=_command_report)
+
+    blend = commands.add_parser("blend", help="average the probabilities of runs into a new submission")
+    blend.add_argument("runs", nargs="+", metavar="RUN", help="run names or paths of their .json (two or more)")
+    blend.add_argument("--weights", nargs="+", type=float, metavar="W", help="one per run (default: equal)")
+    blend.add_argument("--dir", help=runs_help)
+    blend.add_argument("--out", help="folder for the blend's files (default: the first run's folder)")
+    blend.add_argument("--data", help="the runs' data, if it moved since they ran (default: as recorded)")
+    blend.add_argument("--no-plots", dest="plots", action="store_false", help="skip the blend's pictures")
+    blend.set_defaults(handler=_command_blend)
     return parser
 
 

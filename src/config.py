@@ -35,6 +35,7 @@ class RunConfig:
         folds: 1 for one fit on all training data; K >= 2 for stratified K-fold with a fold ensemble.
         seed: seeds fold splits, shuffling, initial weights and dropout.
         quiet: log lines only, no progress bars.
+        plots: draw the run's pictures (learning curves, confusion matrices, mistakes) into its folder.
     """
 
     kernel: str
@@ -48,6 +49,7 @@ class RunConfig:
     folds: int = 5
     seed: int = 0
     quiet: bool = False
+    plots: bool = True
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_NAMES)

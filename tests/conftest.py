@@ -68,3 +68,55 @@ def no_kaggle(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.delenv("KAGGLE_KEY", raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path_factory.mktemp("kaggle-config")))
+
+
+def _fake_probabilities(rng, labels: np.ndarray | None, rows: int) -> np.ndarray:
+    """Softmax rows that favour the true label (about 80% right) or, without labels, random ones."""
+    logits = rng.normal(size=(rows, data.NUM_CLASSES))
+    if labels is not None:
+        logits[np.arange(rows), labels] += 2.0
+    exponentials = np.exp(logits)
+    return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def fake_cross_validate(dataset, config, workdir=None, data_format=None):
+    """Stands in for `training.cross_validate`: real fold splits and ensemble, made-up seeded predictions.
+
+    The predictions depend on the model, epochs and seed, so runs that differ in them blend into something new.
+    """
+    import zlib
+
+    from src import training
+
+    rng = np.random.default_rng(zlib.crc32(f"{config.model}/{config.epochs}/{config.seed}".encode()))
+    folds = []
+    for fold_index, (_, validation) in enumerate(training.fold_splits(dataset.y_train, config.folds, config.seed)):
+        test = _fake_probabilities(rng, dataset.y_test, len(dataset.x_test))
+        test_accuracy = training.accuracy(test, dataset.y_test) if dataset.has_test_labels else None
+        held_out = None
+        if validation is not None:
+            held_out = _fake_probabilities(rng, dataset.y_train[validation], len(validation))
+        curve = list(np.linspace(1.0, 0.5, config.epochs) + 0.01 * fold_index)
+        history = {"loss": curve, "accuracy": [1 - value for value in curve]}
+        if validation is not None or dataset.has_test_labels:
+            history.update(val_loss=[value + 0.1 for value in curve], val_accuracy=[0.9 - value for value in curve])
+        folds.append(training.FoldResult(
+            fold_index=fold_index, seconds=0.01, validation_indices=validation, validation_probabilities=held_out,
+            validation_accuracy=(training.accuracy(held_out, dataset.y_train[validation]) if validation is not None
+                                 else test_accuracy),
+            test_probabilities=test, test_accuracy=test_accuracy, history=history,
+        ))
+    return training.ensemble(folds, dataset)
+
+
+@pytest.fixture
+def fake_run(monkeypatch):
+    """Returns `run(argv) -> record`: `mnist-cnn`'s story through `cli.run_kernel`, training faked (no TensorFlow)."""
+    from src import cli, training
+
+    monkeypatch.setattr(training, "cross_validate", fake_cross_validate)
+
+    def run(argv):
+        return cli.run_kernel(cli.parse_kernel_args([*argv, "--quiet"], "mnist-cnn", folds=3, epochs=2))
+
+    return run
