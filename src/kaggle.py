@@ -134,46 +134,46 @@ class Failure:
     Attributes:
         pattern: a regular expression (case-insensitive) matching the CLI's output for this failure.
         cause: what went wrong, for the user.
+        code: the HTTP status or kind, e.g. `403 Forbidden`.
         fix: what to do; `{config}` becomes the credentials folder.
+        quote: whether to quote Kaggle's message (not when the CLI prints its own long help instead).
     """
 
     pattern: str
     cause: str
+    code: str
     fix: str
+    quote: bool = True
 
 
 # The kaggle CLI exits 1 on every failure and prints the server's message, then (for 403, 404, 429 and
 # 5xx) a hint of its own, or its sign-in help for 401; a status code appears only in some messages. So the
 # order matters: the most specific signs come first.
 UNAUTHORIZED = Failure(r"Authentication required|\b401\b|Unauthori[sz]ed|Unauthenticated",
-                       "Kaggle rejected the credentials (401 Unauthorized)",
+                       "the credentials were rejected", "401 Unauthorized",
                        "create a new API token at https://www.kaggle.com/settings/api and save it as "
-                       "{config}/kaggle.json (chmod 600)")
+                       "{config}/kaggle.json (chmod 600)", quote=False)
 NO_NETWORK = Failure(r"Max retries exceeded|Failed to establish a new connection|Connection refused|"
                      r"Connection reset|Name or service not known|Temporary failure in name resolution|"
                      r"NameResolutionError|ProxyError|ConnectTimeout|Network is unreachable|timed out",
-                     "Kaggle is unreachable (no network)",
-                     "check the internet connection and any proxy settings, then retry")
+                     "Kaggle is unreachable", "no network",
+                     "check the internet connection and any proxy settings, then retry", quote=False)
 FORBIDDEN = Failure(r"\b403\b|Forbidden|accept (?:this|the|its) competition|accept its rules|"
                     r"You don't have access|was denied",
-                    "Kaggle refused access (403 Forbidden); the competition's rules may not be accepted",
+                    "access was refused; the competition's rules may not be accepted", "403 Forbidden",
                     f"accept them at {RULES_URL} with the account in {{config}}/kaggle.json, then retry")
 NOT_FOUND = Failure(r"\b404\b|NotFound|Not Found|not found|Could not find",
-                    "Kaggle found no such thing (404 Not Found)",
-                    f"check the competition's name ({paths.COMPETITION})")
+                    "no such competition", "404 Not Found", f"check the competition's name ({paths.COMPETITION})")
 CONFLICT = Failure(r"\b409\b|Conflict",
-                   "Kaggle reported a conflict (409 Conflict)",
-                   "another version may still be saving or running: wait (`make status`) and retry")
+                   "Kaggle is still busy with an earlier request", "409 Conflict",
+                   "wait until the kernel's running version finishes (`make status`), then retry")
 RATE_LIMITED = Failure(r"\b429\b|rate limit|Too many requests",
-                       "Kaggle limited the rate of requests (429 Too Many Requests)",
-                       "wait a few minutes and retry")
+                       "too many requests", "429 Too Many Requests", "wait a few minutes and retry")
 SERVER_ERROR = Failure(r"\b5\d\d\b|problem on Kaggle's side|Internal server error|Service unavailable|"
                        r"Bad gateway|Gateway time-?out",
-                       "Kaggle's servers failed (5xx)",
-                       "this is on Kaggle's side: retry in a while")
+                       "Kaggle's servers failed", "5xx", "this is on Kaggle's side: retry in a while")
 UPLOAD_FAILED = Failure(r"Could not submit to competition",
-                        "the upload of the file to Kaggle failed",
-                        "check the network and retry")
+                        "the upload of the file failed", "upload", "check the network and retry", quote=False)
 
 
 def describe_failure(output: str, what: str, forbidden: Failure | None = None,
@@ -187,7 +187,7 @@ def describe_failure(output: str, what: str, forbidden: Failure | None = None,
         not_found: how to explain a 404 for this call (default: the competition's name).
 
     Returns:
-        `Kaggle could not <what>: <cause> (<Kaggle's message>); <fix>.`, credentials redacted.
+        `Kaggle could not <what>: <cause> (<code>: <Kaggle's message>); <fix>.`, credentials redacted.
     """
     # The CLI's own warning about a readable kaggle.json says nothing about this failure.
     lines = [line.strip() for line in redact(output).splitlines()
@@ -200,10 +200,12 @@ def describe_failure(output: str, what: str, forbidden: Failure | None = None,
     if failure is None:
         return (f"Kaggle could not {what}: the kaggle CLI said {first[:200]!r}; run the same `kaggle` command "
                 "by hand to see all it says.")
-    # The server's own words help when they are short; the CLI's long help texts do not.
-    detail = f" ({first.rstrip('.')})" if failure is not NO_NETWORK and len(first) <= 160 else ""
+    # Kaggle's own words help when they are short; the CLI's long explanations do not.
+    detail = f": {first.rstrip('.')}" if failure.quote and len(first) <= 160 else ""
+    if re.sub(r"\W", "", detail).lower() in re.sub(r"\W", "", failure.code).lower():
+        detail = ""  # Kaggle's message only names the status ("NotFound", "Conflict").
     fix = failure.fix.format(config=config_dir())
-    return f"Kaggle could not {what}: {failure.cause}{detail}; {fix}."
+    return f"Kaggle could not {what}: {failure.cause} ({failure.code}{detail}); {fix}."
 
 
 def run_cli(arguments: list[str], what: str, forbidden: Failure | None = None,
@@ -559,7 +561,8 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None) -> Path:
     shown_path = folder.as_posix()
     with contextlib.suppress(ValueError):
         shown_path = folder.resolve().relative_to(paths.REPO_ROOT).as_posix()
-    text = bundle_text(kernel_source, package_archive(), kernel=name, kernel_path=shown_path,
+    archive = package_archive()
+    text = bundle_text(kernel_source, archive, kernel=name, kernel_path=shown_path,
                        code_file=metadata["code_file"], commit=commit, source_path=source_path)
     metadata_text = json.dumps(finished, indent=2) + "\n"
     for secret in secrets():
@@ -583,20 +586,26 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     logger.info("bundle: %s (%s, %d bytes, src sha256 %s, commit %s)", target / BUNDLE_CODE_FILE, finished["id"],
-                len(text.encode("utf-8")), hashlib.sha256(package_archive()).hexdigest()[:12], commit)
+                len(text.encode("utf-8")), hashlib.sha256(archive).hexdigest()[:12], commit)
     return target
 
 
 # --- push, status, output -------------------------------------------------------------------------
 
 
-def _kernel_failures(ref: str, name: str) -> tuple[Failure, Failure]:
-    """Returns how to explain a 403 and a 404 for a call about kernel `ref`."""
-    forbidden = Failure(FORBIDDEN.pattern, f"Kaggle refused access to kernel {ref} (401/403)",
-                        f"check that {ref} is yours (the credentials in {{config}} are {ref.split('/')[0]}'s) and "
-                        f"that the competition's rules are accepted at {RULES_URL}")
-    not_found = Failure(NOT_FOUND.pattern, f"Kaggle has no kernel {ref} (404 Not Found)",
-                        f"push it first with `make push KERNEL={name}`")
+def _kernel_failures(ref: str, name: str, pushing: bool = False) -> tuple[Failure, Failure]:
+    """Returns how to explain a 403 and a 404 for a call about kernel `ref` (a push, or a call after one)."""
+    owner = ref.split("/")[0]
+    # `kaggle kernels status` and `output` report a 401 and a 403 alike, with a long text of their own.
+    forbidden = Failure(FORBIDDEN.pattern, f"access to kernel {ref} was refused", "401/403",
+                        f"check that the credentials in {{config}} are {owner}'s and that the competition's rules "
+                        f"are accepted at {RULES_URL}", quote=pushing)
+    if pushing:
+        not_found = Failure(NOT_FOUND.pattern, "Kaggle found no such kernel or source", "404 Not Found",
+                            "check that the id's owner is your username and the sources in kernel-metadata.json")
+    else:
+        not_found = Failure(NOT_FOUND.pattern, f"Kaggle has no kernel {ref}", "404 Not Found",
+                            f"push it first with `make push KERNEL={name}`")
     return forbidden, not_found
 
 
@@ -626,9 +635,7 @@ def push(kernel: str | os.PathLike, build_dir: Path | None = None) -> PushResult
     folder = kernel_dir(kernel)
     target = bundle(folder, build_dir)
     ref = json.loads((target / METADATA_FILE).read_text(encoding="utf-8"))["id"]
-    forbidden, not_found = _kernel_failures(ref, target.name)
-    not_found = Failure(not_found.pattern, f"Kaggle found no kernel or source for {ref} (404 Not Found)",
-                        "check the id's owner is your username and the sources in kernel-metadata.json")
+    forbidden, not_found = _kernel_failures(ref, target.name, pushing=True)
     output = run_cli(["kernels", "push", "-p", str(target)], f"push kernel {ref}", forbidden, not_found)
     refused = re.search(r"Kernel push error:\s*(.+)", output)
     if refused:

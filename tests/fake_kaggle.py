@@ -26,7 +26,7 @@ ERROR_MESSAGES = {
     401: "Unauthenticated",
     403: "You must accept this competition's rules before you'll be able to submit.",
     404: "NotFound",
-    409: "Conflict: a version of this kernel is already being saved.",
+    409: "Conflict",
     429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",

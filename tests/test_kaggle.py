@@ -308,11 +308,14 @@ def test_kaggle_failures_are_one_line_and_write_nothing(fake_kaggle, kit_dirs, c
     assert not (competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME).exists()
 
 
-def test_submit_without_accepted_rules_points_at_them(fake_kaggle, competition_csv):
+def test_submit_without_accepted_rules_points_at_them(fake_kaggle, competition_csv, capsys):
     fake_kaggle.fail("StartSubmissionUpload", 403)
+
     assert cli.main(["submit", str(competition_csv), "-m", "rules"]) == cli.EXIT_USAGE
-    with pytest.raises(KitError, match=f"rules.*{kaggle.RULES_URL}"):
-        kaggle.submit(competition_csv, "rules")
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.count("\n") == 1 and printed.err.startswith("error: Kaggle could not submit")
+    assert "403 Forbidden" in printed.err and f"accept them at {kaggle.RULES_URL}" in printed.err
 
 
 def test_submit_with_a_failed_upload_logs_nothing(fake_kaggle, competition_csv):
