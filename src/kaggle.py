@@ -81,6 +81,7 @@ def kaggle_username() -> str:
     Raises:
         KitError: neither holds one.
     """
+    warn_if_exposed()
     username = os.environ.get("KAGGLE_USERNAME") or _read_credentials_file().get("username")
     if not isinstance(username, str) or not username.strip():
         raise KitError(
@@ -105,8 +106,11 @@ def redact(text: str) -> str:
     return text
 
 
+_warned_exposed: set[Path] = set()
+
+
 def warn_if_exposed() -> bool:
-    """Logs a warning when `kaggle.json` is readable by other users; returns whether it is."""
+    """Warns (once per file) when `kaggle.json` is readable by other users; returns whether it is."""
     path = credentials_file()
     try:
         mode = path.stat().st_mode
@@ -114,7 +118,9 @@ def warn_if_exposed() -> bool:
         return False
     if os.name == "nt" or not mode & 0o044:
         return False
-    logger.warning("warning: %s is readable by other users; run `chmod 600 %s`.", path, path)
+    if path not in _warned_exposed:
+        _warned_exposed.add(path)
+        logger.warning("warning: %s is readable by other users; run `chmod 600 %s`.", path, path)
     return True
 
 

@@ -236,11 +236,14 @@ def test_bundle_without_a_username_says_where_to_put_it(tmp_path):
     assert not tmp_path.joinpath(KERNEL).exists()
 
 
-def test_warn_if_exposed_warns_on_a_readable_kaggle_json(credentials, caplog):
+def test_warn_if_exposed_warns_once_on_a_readable_kaggle_json(credentials, caplog, tmp_path):
     assert not kaggle.warn_if_exposed()
     (credentials / "kaggle.json").chmod(0o644)
+
+    kaggle.bundle(KERNEL, build_dir=tmp_path / "build")
     assert kaggle.warn_if_exposed()
-    assert "chmod 600" in caplog.text
+    warnings = [record.getMessage() for record in caplog.records if "readable by other users" in record.getMessage()]
+    assert len(warnings) == 1 and f"chmod 600 {credentials / 'kaggle.json'}" in warnings[0]
     assert FAKE_KEY not in caplog.text
 
 
