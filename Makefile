@@ -7,8 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KERNEL ?= mnist-cnn
 ARGS ?=
+FILE ?=
+MESSAGE ?=
 
-.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel
+.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel bundle push status output submit
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -34,6 +36,21 @@ check-kernel:
 
 train: check-kernel data ## Train KERNEL (default mnist-cnn) on input/ and write a submission; extra flags in ARGS.
 	$(PY) kernels/$(KERNEL)/kernel.py $(ARGS)
+
+bundle: setup ## Write build/kernels/KERNEL/: one self-contained kernel.py and its metadata for Kaggle.
+	@$(PY) -m src bundle kernels/$(KERNEL)
+
+push: setup ## Check, bundle and push KERNEL to Kaggle; prints the kernel's URL and version.
+	@$(PY) -m src push kernels/$(KERNEL)
+
+status: setup ## Show the status of KERNEL's latest run on Kaggle.
+	@$(PY) -m src status kernels/$(KERNEL)
+
+output: setup ## Download KERNEL's output from Kaggle into submissions/kaggle/KERNEL/.
+	@$(PY) -m src output kernels/$(KERNEL)
+
+submit: setup ## Validate FILE and submit it to the competition with MESSAGE="...".
+	@$(PY) -m src submit "$(FILE)" --message "$(MESSAGE)"
 
 test: setup ## Run the test suite.
 	$(PY) -m pytest

@@ -100,7 +100,7 @@ def run_kernel(config: run_config.RunConfig) -> dict:
     Returns:
         The run record, with the paths of what was written under `"outputs"`.
     """
-    from src import data, records, submission, training
+    from src import data, files, paths, records, submission, training
 
     configure_logging(config.quiet)
     started = time.perf_counter()
@@ -125,6 +125,11 @@ def run_kernel(config: run_config.RunConfig) -> dict:
     record_path = records.write_record(run, record)
     record["outputs"] = {"submission": str(submission_path), "record": str(record_path),
                          "probabilities": str(probabilities), "pictures": []}
+    if paths.on_kaggle():
+        # Kaggle takes a kernel's submission from <working dir>/submission.csv; a rerun replaces it.
+        kaggle_submission = paths.kaggle_working_dir() / paths.KAGGLE_SUBMISSION_NAME
+        files.write_bytes(kaggle_submission, submission_path.read_bytes())
+        record["outputs"]["kaggle_submission"] = str(kaggle_submission)
     if config.plots:
         # Drawn last: the submission and record are safe on disk whatever happens to a picture.
         from src import plots
@@ -206,6 +211,67 @@ def _command_blend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_bundle(args: argparse.Namespace) -> int:
+    from src import kaggle
+
+    configure_logging()
+    target = kaggle.bundle(args.kernel)
+    print(f"bundle: {target}")
+    return 0
+
+
+def _command_push(args: argparse.Namespace) -> int:
+    from src import kaggle
+
+    configure_logging()
+    result = kaggle.push(args.kernel)
+    version = f"version {result.version}" if result.version is not None else "a new version"
+    print(f"pushed {result.ref} {version}: {result.url}")
+    print(f"next: `make status KERNEL={result.bundle.name}`, then `make output KERNEL={result.bundle.name}`")
+    return 0
+
+
+def _command_status(args: argparse.Namespace) -> int:
+    from src import kaggle
+
+    configure_logging()
+    status = kaggle.kernel_status(args.kernel)
+    failure = f" ({status.failure_message})" if status.failure_message else ""
+    print(f"{status.ref}: {status.status}{failure}")
+    return 0
+
+
+def _command_output(args: argparse.Namespace) -> int:
+    from src import kaggle, paths, submission
+
+    configure_logging()
+    folder = kaggle.download_output(args.kernel)
+    names = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    print(f"output: {folder} ({', '.join(names) or 'no files'})")
+    candidate = folder / paths.KAGGLE_SUBMISSION_NAME
+    if candidate.is_file():
+        try:
+            rows = submission.validate_submission(candidate)
+        except KitError as error:
+            print(f"warning: {error}", file=sys.stderr)
+        else:
+            print(f"{candidate}: valid submission, {rows} rows; submit it with "
+                  f"`make submit FILE={candidate} MESSAGE=\"...\"`")
+    return 0
+
+
+def _command_submit(args: argparse.Namespace) -> int:
+    from src import kaggle
+
+    configure_logging()
+    result = kaggle.submit(args.file, args.message)
+    reference = f" (ref {result.ref})" if result.ref is not None else ""
+    print(f"submitted {result.file}{reference}: {result.answer}")
+    print(f"logged in {result.log}; see the score at {kaggle.LEADERBOARD_URL} or with "
+          "`kaggle competitions submissions -c digit-recognizer`")
+    return 0
+
+
 def build_parser() -> ArgumentParser:
     """Returns the parser of `python -m src`."""
     parser = ArgumentParser(prog="python -m src", description="digit-kit: a kit for Kaggle's Digit Recognizer.")
@@ -243,6 +309,24 @@ def build_parser() -> ArgumentParser:
     blend.add_argument("--data", help="the runs' data, if it moved since they ran (default: as recorded)")
     blend.add_argument("--no-plots", dest="plots", action="store_false", help="skip the blend's pictures")
     blend.set_defaults(handler=_command_blend)
+
+    kernel_help = "the kernel's folder, e.g. kernels/mnist-cnn (or its name)"
+    bundle = commands.add_parser("bundle", help="write build/kernels/<name>/: one self-contained kernel.py for Kaggle")
+    bundle.add_argument("kernel", help=kernel_help)
+    bundle.set_defaults(handler=_command_bundle)
+    push = commands.add_parser("push", help="check, bundle and push a kernel to Kaggle (kaggle kernels push)")
+    push.add_argument("kernel", help=kernel_help)
+    push.set_defaults(handler=_command_push)
+    status = commands.add_parser("status", help="the status of a kernel's latest run on Kaggle")
+    status.add_argument("kernel", help=kernel_help)
+    status.set_defaults(handler=_command_status)
+    output = commands.add_parser("output", help="download a kernel's output into submissions/kaggle/<name>/")
+    output.add_argument("kernel", help=kernel_help)
+    output.set_defaults(handler=_command_output)
+    submit = commands.add_parser("submit", help="validate a submission CSV and submit it to the competition")
+    submit.add_argument("file", help="the submission CSV (28,000 rows)")
+    submit.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
+    submit.set_defaults(handler=_command_submit)
     return parser
 
 

@@ -20,6 +20,14 @@ KAGGLE_INPUT_ENV = "DIGIT_KIT_KAGGLE_INPUT"
 KAGGLE_WORKING_ENV = "DIGIT_KIT_KAGGLE_WORKING"
 KAGGLE_INPUT_DIR = Path("/kaggle/input")
 KAGGLE_WORKING_DIR = Path("/kaggle/working")
+# Kaggle takes a kernel's submission from this file in its working folder.
+KAGGLE_SUBMISSION_NAME = "submission.csv"
+
+# The Kaggle workflow on this machine: bundles to push, kernel outputs fetched back, and the log of
+# submissions made from a folder (`<folder>/kaggle-submissions.jsonl`, one JSON object a line).
+KERNEL_BUNDLES_DIR = BUILD_DIR / "kernels"
+KERNEL_OUTPUTS_DIR = SUBMISSIONS_DIR / "kaggle"
+KAGGLE_SUBMISSIONS_LOG_NAME = "kaggle-submissions.jsonl"
 
 
 def kaggle_input_dir() -> Path:

@@ -22,9 +22,6 @@ from src.errors import KitError
 logger = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = (".csv", ".json", ".npz")
-# `make submit` appends one JSON line per Kaggle submission here, in the runs' folder:
-# {"file": "<csv name>", "message": ..., "submitted_at": ..., "public_score": null or a float}.
-KAGGLE_SUBMISSIONS_LOG = "kaggle-submissions.jsonl"
 RUNS_FORMATS = ("table", "csv", "markdown")
 BLEND_KERNEL = "blend"
 
@@ -221,7 +218,7 @@ def read_kaggle_submissions(folder: Path) -> dict[str, dict]:
         The submission of each CSV file name: its latest entry with a public score, else its latest entry.
         Empty when nothing was submitted.
     """
-    path = Path(folder) / KAGGLE_SUBMISSIONS_LOG
+    path = Path(folder) / paths.KAGGLE_SUBMISSIONS_LOG_NAME
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:

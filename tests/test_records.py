@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from src import cli, data, plots, records, training
+from src import cli, data, paths, plots, records, training
 from src.errors import KitError
 
 
@@ -64,7 +64,7 @@ def test_read_kaggle_submissions_keeps_the_scored_entry_of_each_file(tmp_path, c
         {"file": "b.csv", "message": "pending", "submitted_at": "t3", "public_score": None},
         "not an entry",
     ]
-    (tmp_path / records.KAGGLE_SUBMISSIONS_LOG).write_text(
+    (tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME).write_text(
         "\n".join(json.dumps(line) for line in lines) + "\n{broken\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="src.records"):
         submissions = records.read_kaggle_submissions(tmp_path)
@@ -270,9 +270,9 @@ def test_blend_rejects_bad_weights_one_run_and_runs_of_other_data(fake_run, npz_
         (([path, other_path], None), "different data"),
     ]
     before = sorted(tmp_path.iterdir())
-    for (paths, weights), message in cases:
+    for (record_paths, weights), message in cases:
         with pytest.raises(KitError, match=message):
-            records.blend_runs(paths, weights)
+            records.blend_runs(record_paths, weights)
     assert sorted(tmp_path.iterdir()) == before  # nothing half-written
 
 

@@ -1,0 +1,260 @@
+"""A fake Kaggle API for the tests: a small HTTP server on a loopback port.
+
+It speaks what the kaggle CLI's client library (kagglesdk) sends: `POST /api/v1/<Service>/<Method>` with a
+JSON body in camelCase and HTTP Basic credentials, answered with JSON (errors as `{"code": N, "message": ...}`,
+as Kaggle answers them). The CLI is pointed at it with `KAGGLE_API_ENVIRONMENT=LOCALHOST` (it then calls
+`http://localhost/api/v1/...`) and `HTTP_PROXY=http://127.0.0.1:<port>`, so the server receives proxy-style
+requests whose path is the whole URL. URLs it hands out (uploads, downloads) are `http://localhost/...` too.
+
+Everything it receives is kept in `requests` and `uploads`; `fail()` switches a method to an HTTP error.
+"""
+
+import base64
+import email.utils
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+KERNELS = "kernels.KernelsApiService"
+COMPETITIONS = "competitions.CompetitionApiService"
+
+# What Kaggle says for each failure the tests switch on (messages as the real API words them).
+ERROR_MESSAGES = {
+    401: "Unauthenticated",
+    403: "You must accept this competition's rules before you'll be able to submit.",
+    404: "NotFound",
+    409: "Conflict",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+@dataclass
+class Received:
+    """One request the server received.
+
+    Attributes:
+        method: `PUT`, `GET` or the API method's name (e.g. `SaveKernel`).
+        service: the API service (e.g. `kernels.KernelsApiService`); None for uploads and downloads.
+        body: the JSON body of an API call.
+        authorized: whether it carried the expected credentials.
+    """
+
+    method: str
+    service: str | None
+    body: dict = field(default_factory=dict)
+    authorized: bool = False
+
+
+class FakeKaggle:
+    """The fake API's state and switches.
+
+    Args:
+        username: the account the credentials belong to.
+        key: the API key the credentials must carry.
+    """
+
+    def __init__(self, username: str, key: str):
+        self.username = username
+        self.key = key
+        self.requests: list[Received] = []
+        self.uploads: dict[str, bytes] = {}
+        self.downloads: dict[str, bytes] = {}
+        self.failures: dict[str, int] = {}
+        self.kernel_status = "COMPLETE"
+        self.kernel_failure_message: str | None = None
+        self.kernel_outputs: dict[str, bytes] = {}
+        self.kernel_log = '[{"stream_name":"stdout","time":1.0,"data":"done\\n"}]'
+        self.push_error: str | None = None
+        self.versions: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- switches and queries -----------------------------------------------------------------------
+
+    def fail(self, method: str, status: int) -> None:
+        """Answers every later call of `method` (or `"*"` for all) with HTTP `status`."""
+        self.failures[method] = status
+
+    def received(self, method: str) -> list[dict]:
+        """Returns the JSON bodies of the calls of `method`, oldest first."""
+        return [request.body for request in self.requests if request.method == method]
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    # --- life cycle ---------------------------------------------------------------------------------
+
+    def start(self) -> "FakeKaggle":
+        fake = self
+
+        class Handler(_Handler):
+            state = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kaggle", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+
+    # --- the API ------------------------------------------------------------------------------------
+
+    def _record(self, received: Received) -> None:
+        with self._lock:
+            self.requests.append(received)
+
+    def _failure(self, method: str) -> int | None:
+        return self.failures.get(method, self.failures.get("*"))
+
+    def answer(self, service: str, method: str, body: dict) -> tuple[int, dict, dict]:
+        """Returns `(status, JSON answer, extra headers)` for one API call."""
+        if service == KERNELS and method == "SaveKernel":
+            slug = body.get("slug", "")
+            with self._lock:
+                self.versions[slug] = self.versions.get(slug, 0) + 1
+                version = self.versions[slug]
+            if self.push_error:
+                return 200, {"error": self.push_error}, {}
+            return 200, {
+                "ref": f"/code/{slug}",
+                "url": f"https://www.kaggle.com/code/{slug}",
+                "versionNumber": version,
+                "kernelId": 4242,
+            }, {}
+        if service == KERNELS and method == "GetKernelSessionStatus":
+            answer = {"status": self.kernel_status}
+            if self.kernel_failure_message:
+                answer["failureMessage"] = self.kernel_failure_message
+            return 200, answer, {}
+        if service == KERNELS and method == "ListKernelSessionOutput":
+            files = [{"fileName": name, "url": f"http://localhost/files/output/{name}"}
+                     for name in sorted(self.kernel_outputs)]
+            return 200, {"files": files, "log": self.kernel_log}, {}
+        if service == COMPETITIONS and method == "StartSubmissionUpload":
+            token = f"blob-{len(self.uploads) + 1}"
+            return 200, {"token": token, "createUrl": f"http://localhost/upload/{token}"}, {}
+        if service == COMPETITIONS and method == "CreateSubmission":
+            if body.get("blobFileTokens") not in self.uploads:
+                return 400, {"code": 400, "message": "Unknown blob token"}, {}
+            return 200, {"message": "Successfully submitted to Digit Recognizer", "ref": 31337}, {}
+        if service == COMPETITIONS and method == "GetSubmissionLimits":
+            return 200, {"numToday": 1, "numTotal": 1, "numAllowedNow": 4}, {}
+        if service == COMPETITIONS and method == "DownloadDataFiles":
+            name = f"{body.get('competitionName')}.zip"
+            if name not in self.downloads:
+                return 404, {"code": 404, "message": "NotFound"}, {}
+            return 302, {}, {"Location": f"http://localhost/files/{name}"}
+        return 404, {"code": 404, "message": "NotFound"}, {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state: FakeKaggle
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+    def _path(self) -> str:
+        return urlsplit(self.path).path
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _authorized(self) -> bool:
+        expected = base64.b64encode(f"{self.state.username}:{self.state.key}".encode()).decode()
+        return self.headers.get("Authorization") == f"Basic {expected}"
+
+    def _send(self, status: int, content: bytes, content_type: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(content)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(content)
+
+    def _send_json(self, status: int, answer: dict, headers: dict | None = None) -> None:
+        self._send(status, json.dumps(answer).encode(), "application/json", headers)
+
+    def _send_error(self, status: int) -> None:
+        headers = {"Retry-After": "0"} if status == 429 else None
+        self._send_json(status, {"code": status, "message": ERROR_MESSAGES.get(status, "Error")}, headers)
+
+    def do_POST(self):
+        parts = self._path().strip("/").split("/")
+        raw = self._body()
+        if len(parts) != 4 or parts[:2] != ["api", "v1"]:
+            self._send_json(404, {"code": 404, "message": "NotFound"})
+            return
+        service, method = parts[2], parts[3]
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self._send_json(400, {"code": 400, "message": "Bad JSON"})
+            return
+        authorized = self._authorized()
+        self.state._record(Received(method=method, service=service, body=body, authorized=authorized))
+        if not authorized:
+            self._send_error(401)
+            return
+        failure = self.state._failure(method)
+        if failure is not None:
+            self._send_error(failure)
+            return
+        status, answer, headers = self.state.answer(service, method, body)
+        self._send_json(status, answer, headers)
+
+    def do_PUT(self):
+        path = self._path()
+        content = self._body()
+        self.state._record(Received(method="PUT", service=None, body={"path": path}))
+        failure = self.state._failure("PUT")
+        if failure is not None:
+            self._send_error(failure)
+            return
+        if not path.startswith("/upload/"):
+            self._send_error(404)
+            return
+        with self.state._lock:
+            self.state.uploads[path.rsplit("/", 1)[-1]] = content
+        self._send_json(200, {})
+
+    def do_GET(self):
+        path = self._path()
+        self.state._record(Received(method="GET", service=None, body={"path": path}))
+        failure = self.state._failure("GET")
+        if failure is not None:
+            self._send_error(failure)
+            return
+        if path.startswith("/files/output/"):
+            content = self.state.kernel_outputs.get(path.rsplit("/", 1)[-1])
+        elif path.startswith("/files/"):
+            content = self.state.downloads.get(path.rsplit("/", 1)[-1])
+        else:
+            content = None
+        if content is None:
+            self._send_error(404)
+            return
+        modified = email.utils.formatdate(time.time() - 60, usegmt=True)
+        self._send(200, content, "application/octet-stream", {"Last-Modified": modified})
