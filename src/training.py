@@ -269,6 +269,13 @@ def _load_fold(path: Path) -> FoldResult:
         )
 
 
+def _remove_backup(workdir: Path, fold_index: int) -> None:
+    """Deletes a saved fold's resume backup; `model.keras` and the custom loop's checkpoints stay for --restore."""
+    from src import loops
+
+    shutil.rmtree(fold_dir(workdir, fold_index) / loops.BACKUP_DIR, ignore_errors=True)
+
+
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
@@ -306,6 +313,7 @@ def cross_validate(
         if saved is not None and saved.is_file():
             fold = _load_fold(saved)
             logger.info("fold %d/%d: finished earlier, reusing %s", fold_index + 1, num_folds, saved)
+            _remove_backup(workdir, fold_index)
         else:
             logger.info(
                 "fold %d/%d: training on %d images, validating on %d",
@@ -320,11 +328,7 @@ def cross_validate(
             trained_seconds.append(fold.seconds)
             if saved is not None:
                 _save_fold(saved, fold)
-                # The fold's results are safe: its resume backup is not needed any more (model.keras and
-                # the custom loop's checkpoints stay, for --restore).
-                from src import loops
-
-                shutil.rmtree(fold_dir(workdir, fold_index) / loops.BACKUP_DIR, ignore_errors=True)
+                _remove_backup(workdir, fold_index)
         folds.append(fold)
         remaining = num_folds - fold_index - 1
         estimate = np.mean(trained_seconds) * remaining if trained_seconds else 0.0
