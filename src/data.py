@@ -623,14 +623,15 @@ def prepare_input(input_dir: Path | None = None, sample: bool = False) -> Path:
 #   label   int64    0-9; -1 in a split without labels (the competition's test.csv)
 #   split   bytes    b"train" or b"test", as the file name says
 #   index   int64    the image's row in its split, so that shards read in parallel reassemble in order
+#   size    int64    the number of images in the split, so that a shard cut at a record boundary (which
+#                    TFRecord readers take for a clean end) is noticed
 #
 # `--data <that folder>` reads them back into exactly the arrays that were written.
 
-TFRECORD_FEATURES = ("image", "label", "split", "index")
 UNLABELLED = -1
 
 
-def _tfrecord_example(image: np.ndarray, label: int, split: str, index: int) -> bytes:
+def _tfrecord_example(image: np.ndarray, label: int, split: str, index: int, size: int) -> bytes:
     import tensorflow as tf
 
     feature = {
@@ -638,6 +639,7 @@ def _tfrecord_example(image: np.ndarray, label: int, split: str, index: int) -> 
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         "split": tf.train.Feature(bytes_list=tf.train.BytesList(value=[split.encode()])),
         "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+        "size": tf.train.Feature(int64_list=tf.train.Int64List(value=[size])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -684,7 +686,7 @@ def write_tfrecords(dataset: Dataset, out_dir: Path, num_shards: int = 4) -> lis
                 with tf.io.TFRecordWriter(str(temporary)) as writer:
                     for row in rows:
                         label = UNLABELLED if labels is None else int(labels[row])
-                        writer.write(_tfrecord_example(images[row], label, split, int(row)))
+                        writer.write(_tfrecord_example(images[row], label, split, int(row), len(images)))
             written.append(path)
     logger.info("data: wrote %d TFRecord shards of %d training and %d test images to %s",
                 len(written), len(dataset.x_train), len(dataset.x_test), out_dir)
@@ -721,7 +723,8 @@ def read_tfrecords(paths_: list[Path]):
 
     Returns:
         A `tf.data.Dataset` of dicts: `image` `uint8 (28, 28)`, `label` `int64 ()`, `split` `string ()`,
-        `index` `int64 ()`. Records of a wrong size fail when iterated (`tf.errors.InvalidArgumentError`).
+        `index` `int64 ()`, `size` `int64 ()`. Records of a wrong size fail when iterated
+        (`tf.errors.InvalidArgumentError`).
     """
     import tensorflow as tf
 
@@ -730,6 +733,7 @@ def read_tfrecords(paths_: list[Path]):
         "label": tf.io.FixedLenFeature([], tf.int64),
         "split": tf.io.FixedLenFeature([], tf.string),
         "index": tf.io.FixedLenFeature([], tf.int64),
+        "size": tf.io.FixedLenFeature([], tf.int64),
     }
 
     def parse(record):
@@ -745,7 +749,7 @@ def _load_tfrecord_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarr
     import tensorflow as tf
 
     shards = tfrecord_shards(folder, split)
-    images, labels, indices = [], [], []
+    images, labels, indices, sizes = [], [], [], []
     try:
         for batch in read_tfrecords(shards).batch(4096).as_numpy_iterator():
             bad = batch["split"] != split.encode()
@@ -755,12 +759,16 @@ def _load_tfrecord_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarr
             images.append(batch["image"])
             labels.append(batch["label"])
             indices.append(batch["index"])
+            sizes.append(batch["size"])
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
         reason = error.message.splitlines()[0] if error.message else type(error).__name__
         raise KitError(f"{folder}: the {split} shards are corrupt ({reason}); write them again.") from None
     if not images:
         raise KitError(f"{folder}: the {split} shards hold no records; write them again.")
-    x, y, index = np.concatenate(images), np.concatenate(labels), np.concatenate(indices)
+    x, y, index, size = np.concatenate(images), np.concatenate(labels), np.concatenate(indices), np.concatenate(sizes)
+    if (size != len(index)).any():
+        raise KitError(f"{folder}: the {split} shards hold {len(index)} records but were written with "
+                       f"{int(size.max())}; a shard is cut short or missing records. Write them again.")
     if not np.array_equal(np.sort(index), np.arange(len(index))):
         raise KitError(f"{folder}: the {split} shards' index feature is not 0..{len(index) - 1} once each; "
                        "a shard is duplicated or missing records. Write them again.")
