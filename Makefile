@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 KERNEL ?= mnist-cnn
 ARGS ?=
 
-.PHONY: help setup data train test lint clean
+.PHONY: help setup data train test lint clean tensorboard bench-graph
 
 help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,12 @@ train: data ## Train KERNEL (default mnist-cnn) on input/ and write a submission
 
 test: setup ## Run the test suite.
 	$(PY) -m pytest
+
+tensorboard: setup ## Watch training curves: TensorBoard on logs/ at http://127.0.0.1:6006 (Ctrl-C stops it).
+	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1
+
+bench-graph: setup ## Benchmark the custom training step eager vs tf.function (mlp, seed_cnn); flags in ARGS.
+	$(PY) benchmarks/bench_graph.py $(ARGS)
 
 lint: setup ## Check the code with flake8.
 	$(PY) -m flake8 src kernels tests

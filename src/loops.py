@@ -242,6 +242,49 @@ def fit_keras(model: keras.Model, plan: FoldPlan) -> dict[str, list[float]]:
 # --- the custom loop ------------------------------------------------------------------------------
 
 
+class Steps:
+    """The custom loop's training and evaluation steps, with the metrics they update.
+
+    Attributes:
+        train: `train(images, labels) -> loss`: one `tf.GradientTape` step of sparse categorical
+            cross-entropy and `optimizer.apply_gradients`; updates `metrics["loss"]` and `["accuracy"]`.
+        evaluate: `evaluate(images, labels)`: updates `metrics["val_loss"]` and `["val_accuracy"]`.
+        metrics: Keras metrics by name: `loss`, `accuracy`, `val_loss`, `val_accuracy`.
+    """
+
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, eager: bool = False):
+        """Builds the steps; `eager` leaves them Python functions instead of `tf.function` graphs."""
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_function = keras.losses.SparseCategoricalCrossentropy()
+        self.metrics = {
+            "loss": keras.metrics.Mean(name="loss"),
+            "accuracy": keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            "val_loss": keras.metrics.Mean(name="val_loss"),
+            "val_accuracy": keras.metrics.SparseCategoricalAccuracy(name="val_accuracy"),
+        }
+        # One graph per step instead of one Python call per operation (see `make bench-graph`).
+        self.train = self._train if eager else tf.function(self._train)
+        self.evaluate = self._evaluate if eager else tf.function(self._evaluate)
+
+    def _train(self, images, labels):
+        with tf.GradientTape() as tape:
+            probabilities = self.model(images, training=True)
+            loss = self.loss_function(labels, probabilities)
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        # Weighted by the batch's size, as Keras weighs it, so a short last batch counts for what it holds.
+        self.metrics["loss"].update_state(loss, sample_weight=tf.shape(labels)[0])
+        self.metrics["accuracy"].update_state(labels, probabilities)
+        return loss
+
+    def _evaluate(self, images, labels):
+        probabilities = self.model(images, training=False)
+        loss = self.loss_function(labels, probabilities)
+        self.metrics["val_loss"].update_state(loss, sample_weight=tf.shape(labels)[0])
+        self.metrics["val_accuracy"].update_state(labels, probabilities)
+
+
 def fit_custom(model: keras.Model, optimizer: keras.optimizers.Optimizer, plan: FoldPlan) -> dict[str, list[float]]:
     """Trains a model with the kit's own loop: a `tf.GradientTape` step compiled by `tf.function`.
 
@@ -263,32 +306,10 @@ def fit_custom(model: keras.Model, optimizer: keras.optimizers.Optimizer, plan: 
         Per-epoch `loss`, `accuracy` (and `val_loss`, `val_accuracy` with validation data), resumed epochs
         included, as `fit_keras` returns them.
     """
-    loss_function = keras.losses.SparseCategoricalCrossentropy()
-    train_loss = keras.metrics.Mean(name="loss")
-    train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    validation_loss = keras.metrics.Mean(name="val_loss")
-    validation_accuracy = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
-
-    def train_step(images, labels):
-        with tf.GradientTape() as tape:
-            probabilities = model(images, training=True)
-            loss = loss_function(labels, probabilities)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        # Weighted by the batch's size, as Keras weighs it, so a short last batch counts for what it holds.
-        train_loss.update_state(loss, sample_weight=tf.shape(labels)[0])
-        train_accuracy.update_state(labels, probabilities)
-        return loss
-
-    def evaluate_step(images, labels):
-        probabilities = model(images, training=False)
-        validation_loss.update_state(loss_function(labels, probabilities), sample_weight=tf.shape(labels)[0])
-        validation_accuracy.update_state(labels, probabilities)
-
-    if not plan.eager:
-        # One graph per step instead of one Python call per operation (see `make bench-graph`).
-        train_step = tf.function(train_step)
-        evaluate_step = tf.function(evaluate_step)
+    steps = Steps(model, optimizer, eager=plan.eager)
+    train_loss, train_accuracy = steps.metrics["loss"], steps.metrics["accuracy"]
+    validation_loss, validation_accuracy = steps.metrics["val_loss"], steps.metrics["val_accuracy"]
+    train_step, evaluate_step = steps.train, steps.evaluate
 
     # Building the optimizer now creates its slots before a checkpoint is restored into them.
     optimizer.build(model.trainable_variables)
