@@ -8,6 +8,7 @@ import logging
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -443,6 +444,19 @@ def load_restored_model(path: Path, model_name: str, data_format: str):
             "channels_last"
         return model, layout
     model = models.build_model(model_name, data_format)
+    # A model that cannot fit is told before restoring: a failed restore leaves TensorFlow to print a page
+    # of unmatched values when the process exits.
+    try:
+        available = Counter(tuple(shape) for _, shape in tf.train.list_variables(str(path)))
+    except (ValueError, tf.errors.OpError) as error:
+        raise KitError(f"Cannot read the checkpoint {path} ({str(error).splitlines()[0]}).") from None
+    needed = Counter(tuple(variable.shape) for variable in model.trainable_variables)
+    missing = sorted(shape for shape, count in needed.items() if available[shape] < count)
+    if missing:
+        raise KitError(
+            f"The checkpoint {path} does not fit the model {model_name} (it holds no weights of shape "
+            f"{missing[0]}); pass the --model it was trained with. Received: model={model_name!r}."
+        )
     try:
         loops.restore_custom_checkpoint(model, str(path))
     except (AssertionError, ValueError, tf.errors.OpError) as error:

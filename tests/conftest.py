@@ -68,3 +68,9 @@ def no_kaggle(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.delenv("KAGGLE_KEY", raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path_factory.mktemp("kaggle-config")))
+
+
+@pytest.fixture(autouse=True)
+def logs_in_tmp(monkeypatch, tmp_path_factory):
+    """Keeps the TensorBoard event files of every run a test starts out of the checkout's logs/."""
+    monkeypatch.setenv("DIGIT_KIT_LOGS", str(tmp_path_factory.mktemp("logs")))

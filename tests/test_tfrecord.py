@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import make_arrays, write_competition
-from src import cli, data
+from src import cli, config, data
 from src.errors import KitError
 
 
@@ -61,6 +61,10 @@ def test_data_command_writes_shards_that_kernels_read(tmp_path, capsys):
     # --data takes the folder or any of its shards.
     assert_same_arrays(data.load_dataset(tmp_path / "shards" / "train-00001-of-00002.tfrecord"), dataset)
     assert data.source_sha256(tmp_path / "shards") != data.source_sha256(dataset.source)
+    record = cli.run_kernel(config.RunConfig(kernel="t", data=str(tmp_path / "shards"), out=str(tmp_path / "out"),
+                                             model="mlp", optimizer="adam", epochs=1, folds=1, quiet=True))
+    assert record["data"]["kind"] == "tfrecord" and record["data"]["train_rows"] == 70
+    assert record["data"]["sha256"] == data.source_sha256(tmp_path / "shards")
 
 
 def test_data_command_wants_to_tfrecord_for_its_options(capsys):

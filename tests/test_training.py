@@ -13,12 +13,6 @@ from src.errors import KitError
 LAYOUT = "channels_last"
 
 
-@pytest.fixture(autouse=True)
-def logs_in_tmp(monkeypatch, tmp_path):
-    """Keeps TensorBoard event files out of the checkout."""
-    monkeypatch.setenv("DIGIT_KIT_LOGS", str(tmp_path / "logs"))
-
-
 def small_dataset(train_per_class=6, test_rows=12):
     (x_train, y_train), (x_test, y_test) = make_arrays(train_per_class, test_rows)
     return data.Dataset(x_train, y_train, x_test, y_test, source=None, kind="npz")
