@@ -43,7 +43,8 @@ def run_main(function: Callable[..., object], *args, **kwargs) -> int:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: finished folds are kept in the run's folder.", file=sys.stderr, flush=True)
+        print("interrupted: finished folds and epochs are kept in the run's folder; run the same command again "
+              "to resume.", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     return result if isinstance(result, int) else 0
 
