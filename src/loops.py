@@ -7,7 +7,7 @@ that was killed and resumed therefore ends with the very weights an uninterrupte
 
 | | `--loop fit` | `--loop custom` |
 | --- | --- | --- |
-| step | `model.fit` | `train_step`: `tf.GradientTape`, sparse cross-entropy, `apply_gradients` |
+| step | Keras' own | `Steps.train`: `tf.GradientTape`, sparse cross-entropy, `apply_gradients` |
 | graph | Keras compiles it; `--eager` sets `run_eagerly` | `tf.function`; `--eager` runs it as Python |
 | resume | `AtomicBackupAndRestore` in `<fold>/backup/` | `tf.train.CheckpointManager` in `<fold>/checkpoints/` |
 | kept for `--restore` | `<fold>/model.keras` (`ModelCheckpoint`) | the last 3 checkpoints |
@@ -131,6 +131,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     This callback writes `epoch-<e>.weights.h5` under a temporary name, renames it, and only then renames
     in the metadata that names it; restoring reads the metadata first and loads the file it names. The
     metadata also keeps the per-epoch history, so a resumed fold reports every epoch.
+
+    It replaces Keras' `_save_model` (a private method, as of Keras 3.15) and points Keras' own restore at
+    the file the metadata names; restoring the optimizer's state and the epoch stays Keras' code.
     """
 
     def __init__(self, backup_dir: Path):
