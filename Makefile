@@ -10,7 +10,7 @@ ARGS ?=
 FILE ?=
 MESSAGE ?=
 
-.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel bundle push status output submit
+.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel bundle push status output submit tensorboard bench-graph
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -54,6 +54,12 @@ submit: setup ## Validate FILE and submit it to the competition with MESSAGE="..
 
 test: setup ## Run the test suite.
 	$(PY) -m pytest
+
+tensorboard: setup ## Watch training curves: TensorBoard on logs/ at http://127.0.0.1:6006 (Ctrl-C stops it).
+	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1
+
+bench-graph: setup ## Benchmark the custom training step eager vs tf.function (mlp, seed_cnn); flags in ARGS.
+	$(PY) benchmarks/bench_graph.py $(ARGS)
 
 lint: setup ## Check the code with flake8.
 	$(PY) -m flake8 src kernels tests

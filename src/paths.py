@@ -11,6 +11,7 @@ BUILD_DIR = REPO_ROOT / "build"
 LOGS_DIR = REPO_ROOT / "logs"
 
 SAMPLE_NPZ = INPUT_DIR / "mnist.npz"
+TFRECORD_DIR = INPUT_DIR / "tfrecord"
 COMPETITION = "digit-recognizer"
 COMPETITION_DIR = INPUT_DIR / COMPETITION
 
@@ -18,6 +19,8 @@ COMPETITION_DIR = INPUT_DIR / COMPETITION
 # The two variables let tests (and users) play Kaggle with other folders.
 KAGGLE_INPUT_ENV = "DIGIT_KIT_KAGGLE_INPUT"
 KAGGLE_WORKING_ENV = "DIGIT_KIT_KAGGLE_WORKING"
+# TensorBoard's folder can be moved too (tests keep event files out of the checkout).
+LOGS_ENV = "DIGIT_KIT_LOGS"
 KAGGLE_INPUT_DIR = Path("/kaggle/input")
 KAGGLE_WORKING_DIR = Path("/kaggle/working")
 # Kaggle takes a kernel's submission from this file in its working folder.
@@ -55,3 +58,10 @@ def default_input_dir() -> Path:
 def default_output_dir() -> Path:
     """Returns where a run writes its outputs when no `--out` is given."""
     return kaggle_working_dir() if on_kaggle() else SUBMISSIONS_DIR
+
+
+def logs_dir() -> Path:
+    """Returns the TensorBoard folder runs write into: `logs/`, or `/kaggle/working/logs` on Kaggle."""
+    if LOGS_ENV in os.environ:
+        return Path(os.environ[LOGS_ENV])
+    return kaggle_working_dir() / "logs" if on_kaggle() else LOGS_DIR

@@ -1,8 +1,14 @@
-"""Training: one fit, stratified k-fold cross-validation and the fold ensemble."""
+"""Training: one fit, stratified k-fold cross-validation, the fold ensemble, and predicting from checkpoints.
+
+How one model learns (`model.fit` or the custom loop) and how a fold resumes are in `src.loops`; this module
+decides what each fold trains on, saves each finished fold, and reuses the folds a run finished earlier.
+"""
 
 import logging
+import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +137,16 @@ def _verbosity(quiet: bool) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+def fold_seed(seed: int, fold_index: int) -> int:
+    """Returns the seed of one fold: its initial weights, its epochs' orders and its dropout masks."""
+    return seed * 1000 + fold_index
+
+
+def fold_dir(workdir: Path, fold_index: int) -> Path:
+    """Returns the folder of a fold's work in progress: checkpoints, backups, its saved model."""
+    return workdir / f"fold-{fold_index}"
+
+
 def fit_fold(
     dataset: data.Dataset,
     config: RunConfig,
@@ -138,19 +154,30 @@ def fit_fold(
     validation_indices: np.ndarray | None,
     fold_index: int,
     data_format: str,
+    workdir: Path | None = None,
+    logs_dir: Path | None = None,
 ) -> FoldResult:
     """Trains one model on `train_indices` and predicts its held-out rows and the test split.
+
+    Args:
+        dataset, config: the data and the run's configuration (`loop`, `eager`, `epochs`, ...).
+        train_indices: training rows `(T,)` of this fold.
+        validation_indices: held-out rows `(V,)`, or None to train on everything.
+        fold_index: 0-based.
+        data_format: the layout.
+        workdir: the run's folder; the fold checkpoints into `workdir/fold-<i>/` and resumes from there.
+            None keeps no checkpoints.
+        logs_dir: the run's TensorBoard folder; the fold writes into `logs_dir/fold-<i>/`. None writes none.
 
     Returns:
         The fold's `FoldResult`.
     """
-    from src import models
+    from src import loops, models
 
     started = time.perf_counter()
-    _seed_everything(config.seed * 1000 + fold_index)
-    model = models.compile_model(
-        models.build_model(config.model, data_format), config.optimizer, config.effective_learning_rate
-    )
+    seed = fold_seed(config.seed, fold_index)
+    _seed_everything(seed)
+    model = models.build_model(config.model, data_format)
     if validation_indices is not None:
         validation_images, validation_labels = dataset.x_train[validation_indices], dataset.y_train[validation_indices]
     elif dataset.has_test_labels:
@@ -158,26 +185,26 @@ def fit_fold(
     else:
         validation_images = validation_labels = None
 
-    train = data.make_pipeline(
-        dataset.x_train[train_indices],
-        dataset.y_train[train_indices],
+    plan = loops.FoldPlan(
+        x_train=dataset.x_train[train_indices],
+        y_train=dataset.y_train[train_indices],
+        x_validation=validation_images,
+        y_validation=validation_labels,
         batch_size=config.batch_size,
-        data_format=data_format,
-        shuffle=True,
-        seed=config.seed * 1000 + fold_index,
-    )
-    validation = None
-    if validation_images is not None:
-        validation = data.make_pipeline(
-            validation_images, validation_labels, batch_size=PREDICT_BATCH_SIZE, data_format=data_format
-        )
-    history = model.fit(
-        train,
         epochs=config.epochs,
-        validation_data=validation,
-        shuffle=False,  # the pipeline already reshuffles every epoch, seeded
+        seed=seed,
+        data_format=data_format,
+        fold_dir=fold_dir(workdir, fold_index) if workdir is not None else None,
+        logs_dir=logs_dir / f"fold-{fold_index}" if logs_dir is not None else None,
+        eager=config.eager,
         verbose=_verbosity(config.quiet),
     )
+    if config.loop == "custom":
+        optimizer = models.build_optimizer(config.optimizer, config.effective_learning_rate)
+        history = loops.fit_custom(model, optimizer, plan)
+    else:
+        models.compile_model(model, config.optimizer, config.effective_learning_rate)
+        history = loops.fit_keras(model, plan)
 
     def predict(images: np.ndarray) -> np.ndarray:
         pipeline = data.make_pipeline(images, batch_size=PREDICT_BATCH_SIZE, data_format=data_format)
@@ -200,7 +227,7 @@ def fit_fold(
         validation_accuracy=validation_accuracy,
         test_probabilities=test_probabilities,
         test_accuracy=test_accuracy,
-        history={name: [float(value) for value in values] for name, values in history.history.items()},
+        history={name: [float(value) for value in values] for name, values in history.items()},
     )
 
 
@@ -243,6 +270,13 @@ def _load_fold(path: Path) -> FoldResult:
         )
 
 
+def _remove_backup(workdir: Path, fold_index: int) -> None:
+    """Deletes a saved fold's resume backup; `model.keras` and the custom loop's checkpoints stay for --restore."""
+    from src import loops
+
+    shutil.rmtree(fold_dir(workdir, fold_index) / loops.BACKUP_DIR, ignore_errors=True)
+
+
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
@@ -253,14 +287,17 @@ def cross_validate(
     config: RunConfig,
     workdir: Path | None = None,
     data_format: str | None = None,
+    logs_dir: Path | None = None,
 ) -> CrossValidation:
     """Trains one model per fold and ensembles their test predictions.
 
     Args:
         dataset: the loaded data.
         config: the run's configuration (`folds`, `epochs`, `model`, ...).
-        workdir: where each finished fold is saved; a fold already saved there is reused, not retrained.
+        workdir: where each finished fold is saved; a fold already saved there is reused, not retrained,
+            and a fold interrupted there resumes from its last finished epoch.
         data_format: the layout; None decides it with `data.resolve_data_format()`.
+        logs_dir: the run's TensorBoard folder, or None.
 
     Returns:
         A `CrossValidation`: per-fold results, out-of-fold probabilities `(N, 10)` (None for one fold),
@@ -277,6 +314,7 @@ def cross_validate(
         if saved is not None and saved.is_file():
             fold = _load_fold(saved)
             logger.info("fold %d/%d: finished earlier, reusing %s", fold_index + 1, num_folds, saved)
+            _remove_backup(workdir, fold_index)
         else:
             logger.info(
                 "fold %d/%d: training on %d images, validating on %d",
@@ -286,10 +324,12 @@ def cross_validate(
                 len(validation_indices) if validation_indices is not None else
                 (len(dataset.x_test) if dataset.has_test_labels else 0),
             )
-            fold = fit_fold(dataset, config, train_indices, validation_indices, fold_index, data_format)
+            fold = fit_fold(dataset, config, train_indices, validation_indices, fold_index, data_format,
+                            workdir=workdir, logs_dir=logs_dir)
             trained_seconds.append(fold.seconds)
             if saved is not None:
                 _save_fold(saved, fold)
+                _remove_backup(workdir, fold_index)
         folds.append(fold)
         remaining = num_folds - fold_index - 1
         estimate = np.mean(trained_seconds) * remaining if trained_seconds else 0.0
@@ -327,4 +367,137 @@ def ensemble(folds: list[FoldResult], dataset: data.Dataset) -> CrossValidation:
         test_probabilities=test_probabilities,
         oof_accuracy=oof_accuracy,
         test_accuracy=test_accuracy,
+    )
+
+
+# --- predicting from saved models -----------------------------------------------------------------
+
+
+def restorable_models(path: Path) -> list[Path]:
+    """Finds what `--restore PATH` predicts with.
+
+    Args:
+        path: a `.keras` model (what `--loop fit` saves as `fold-<i>/model.keras`), a custom-loop checkpoint
+            prefix (`fold-<i>/checkpoints/ckpt-<epoch>`), a fold's folder (its `model.keras`, else its latest
+            checkpoint), or a run's folder (every `fold-<i>/` in it, for the fold ensemble).
+
+    Returns:
+        The `.keras` files and checkpoint prefixes, one per model, in fold order.
+
+    Raises:
+        KitError: nothing restorable is there.
+    """
+    import tensorflow as tf
+
+    from src import loops
+
+    path = Path(path)
+    if path.is_file() and path.suffix == ".keras":
+        return [path]
+    if Path(f"{path}.index").is_file():
+        return [path]
+    if path.is_dir():
+        if (path / loops.MODEL_FILE).is_file():
+            return [path / loops.MODEL_FILE]
+        for folder in (path, path / loops.CHECKPOINT_DIR):
+            latest = tf.train.latest_checkpoint(str(folder))
+            if latest:
+                return [Path(latest)]
+        folds = sorted((child for child in path.glob("fold-*") if child.is_dir() and child.name[5:].isdigit()),
+                       key=lambda child: int(child.name[5:]))
+        found = [model for fold in folds for model in _restorable_in_fold(fold)]
+        if found:
+            return found
+    raise KitError(
+        f"Nothing to restore at {path}: --restore takes a model.keras, a checkpoint (…/checkpoints/ckpt-N), "
+        f"a fold folder or a run folder with fold-<i>/ folders. Received: restore={str(path)!r}."
+    )
+
+
+def _restorable_in_fold(fold: Path) -> list[Path]:
+    try:
+        return restorable_models(fold)
+    except KitError:
+        return []
+
+
+def load_restored_model(path: Path, model_name: str, data_format: str):
+    """Loads one saved model: a `.keras` file as saved, or a checkpoint into a fresh `model_name`.
+
+    Returns:
+        `(model, data_format)`: the model and the layout it takes.
+
+    Raises:
+        KitError: the file is unreadable or the checkpoint does not fit `model_name`.
+    """
+    import keras
+    import tensorflow as tf
+
+    from src import loops, models
+
+    if path.suffix == ".keras":
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except (OSError, ValueError) as error:
+            raise KitError(f"Cannot load {path} ({error}); is it a model.keras the kit saved?") from None
+        layout = "channels_first" if tuple(model.input_shape[1:]) == data.input_shape("channels_first") else \
+            "channels_last"
+        return model, layout
+    model = models.build_model(model_name, data_format)
+    # A model that cannot fit is told before restoring: a failed restore leaves TensorFlow to print a page
+    # of unmatched values when the process exits.
+    try:
+        available = Counter(tuple(shape) for _, shape in tf.train.list_variables(str(path)))
+    except (ValueError, tf.errors.OpError) as error:
+        raise KitError(f"Cannot read the checkpoint {path} ({str(error).splitlines()[0]}).") from None
+    needed = Counter(tuple(variable.shape) for variable in model.trainable_variables)
+    missing = sorted(shape for shape, count in needed.items() if available[shape] < count)
+    if missing:
+        raise KitError(
+            f"The checkpoint {path} does not fit the model {model_name} (it holds no weights of shape "
+            f"{missing[0]}); pass the --model it was trained with. Received: model={model_name!r}."
+        )
+    try:
+        loops.restore_custom_checkpoint(model, str(path))
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        reason = str(error).splitlines()[0]
+        raise KitError(
+            f"The checkpoint {path} does not fit the model {model_name} ({reason}); pass the --model it was "
+            f"trained with. Received: model={model_name!r}."
+        ) from None
+    return model, data_format
+
+
+def predict_restored(
+    dataset: data.Dataset, config: RunConfig, path: Path, data_format: str | None = None
+) -> CrossValidation:
+    """Predicts the test split with saved models instead of training (`--restore PATH`).
+
+    Args:
+        dataset: the data; only its test split is predicted.
+        config: `model` names the architecture of checkpoints, unless a `run.json` beside them names it.
+        path: see `restorable_models`; several models (a run's folds) are averaged as the run averaged them.
+        data_format: the layout; None decides it with `data.resolve_data_format()`.
+
+    Returns:
+        A `CrossValidation` without folds: the mean test probabilities `(M, 10)` and their accuracy when the
+        test split has labels.
+    """
+    from src import records
+
+    data_format = data_format or data.resolve_data_format()
+    model_name = records.run_model_name(Path(path)) or config.model
+    probabilities = []
+    for saved in restorable_models(Path(path)):
+        model, layout = load_restored_model(saved, model_name, data_format)
+        pipeline = data.make_pipeline(dataset.x_test, batch_size=PREDICT_BATCH_SIZE, data_format=layout)
+        probabilities.append(model.predict(pipeline, verbose=0).astype(np.float32))
+        logger.info("restore: predicted %d test images with %s", len(dataset.x_test), saved)
+    test_probabilities = np.mean(probabilities, axis=0)
+    return CrossValidation(
+        folds=[],
+        oof_probabilities=None,
+        test_probabilities=test_probabilities,
+        oof_accuracy=None,
+        test_accuracy=accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None,
     )

@@ -70,6 +70,12 @@ def no_kaggle(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path_factory.mktemp("kaggle-config")))
 
 
+@pytest.fixture(autouse=True)
+def logs_in_tmp(monkeypatch, tmp_path_factory):
+    """Keeps the TensorBoard event files of every run a test starts out of the checkout's logs/."""
+    monkeypatch.setenv("DIGIT_KIT_LOGS", str(tmp_path_factory.mktemp("logs")))
+
+
 def _fake_probabilities(rng, labels: np.ndarray | None, rows: int) -> np.ndarray:
     """Softmax rows that favour the true label (about 80% right) or, without labels, random ones."""
     logits = rng.normal(size=(rows, data.NUM_CLASSES))
@@ -79,7 +85,7 @@ def _fake_probabilities(rng, labels: np.ndarray | None, rows: int) -> np.ndarray
     return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def fake_cross_validate(dataset, config, workdir=None, data_format=None):
+def fake_cross_validate(dataset, config, workdir=None, data_format=None, logs_dir=None):
     """Stands in for `training.cross_validate`: real fold splits and ensemble, made-up seeded predictions.
 
     The predictions depend on the model, epochs and seed, so runs that differ in them blend into something new.

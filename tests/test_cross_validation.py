@@ -96,7 +96,7 @@ def test_cross_validate_is_deterministic(sample_dataset):
 
 def test_cross_validate_reuses_saved_folds(sample_dataset, tmp_path):
     first = run_folds(sample_dataset, workdir=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fold-0.npz", "fold-1.npz", "fold-2.npz"]
+    assert sorted(p.name for p in tmp_path.glob("fold-*.npz")) == ["fold-0.npz", "fold-1.npz", "fold-2.npz"]
     # A different seed would train different models: reusing the saved folds gives the first run's numbers.
     again = run_folds(sample_dataset, workdir=tmp_path)
     np.testing.assert_array_equal(first.oof_probabilities, again.oof_probabilities)

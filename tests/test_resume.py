@@ -1,0 +1,248 @@
+"""Resuming runs: run identity and locks (src.records.start_run), and kernels killed with SIGKILL and rerun."""
+
+import datetime as dt
+import json
+import os
+import re
+import runpy
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from src import config, paths, records
+
+SHA = "a" * 64
+EARLY = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+LATER = EARLY + dt.timedelta(minutes=5)
+
+
+def identity(data_sha256=SHA, **overrides):
+    return records.run_identity(config.RunConfig(kernel="k", **overrides).to_dict(), data_sha256)
+
+
+# --- run identity and start_run -------------------------------------------------------------------
+
+
+def test_run_identity_ignores_paths_and_verbosity_but_not_settings_or_data():
+    base = identity(data="a.npz", out="first", quiet=True, restart=True, restore=None)
+    same = identity(data="copy/of/a.npz", out="second")
+
+    assert records.identity_sha256(base) == records.identity_sha256(same)
+    for other in (identity(epochs=3), identity(loop="custom"), identity(eager=True), identity(data_sha256="b" * 64)):
+        assert records.identity_sha256(other) != records.identity_sha256(base)
+
+
+def test_start_run_resumes_the_unfinished_run_of_the_same_identity(tmp_path):
+    first = records.start_run("k", tmp_path, EARLY, identity=identity())
+    first.lock.close()  # its process died
+
+    again = records.start_run("k", tmp_path, LATER, identity=identity())
+
+    assert again.resumed and again.name == first.name
+    assert json.loads((again.workdir / records.RUN_FILE).read_text())["state"] == "running"
+
+
+def test_start_run_starts_anew_after_a_finished_run_or_for_another_identity(tmp_path):
+    first = records.start_run("k", tmp_path, EARLY, identity=identity())
+    records.finish_run(first)
+
+    after_finished = records.start_run("k", tmp_path, LATER, identity=identity())
+    other = records.start_run("k", tmp_path, LATER, identity=identity(epochs=2))
+
+    assert not after_finished.resumed and after_finished.name != first.name
+    assert not other.resumed and other.name not in (first.name, after_finished.name)
+    assert json.loads((first.workdir / records.RUN_FILE).read_text())["state"] == "finished"
+
+
+def test_start_run_does_not_share_a_run_another_process_holds(tmp_path):
+    running = records.start_run("k", tmp_path, EARLY, identity=identity())  # its lock stays held
+
+    second = records.start_run("k", tmp_path, LATER, identity=identity())
+
+    assert not second.resumed and second.name != running.name
+    second.lock.close()
+    running.lock.close()
+
+
+def test_start_run_restart_discards_the_unfinished_run(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.LOGS_ENV, str(tmp_path / "logs"))
+    first = records.start_run("k", tmp_path, EARLY, identity=identity())
+    (first.workdir / "fold-0.npz").write_bytes(b"finished fold")
+    (tmp_path / "logs" / first.name).mkdir(parents=True)
+    first.lock.close()
+
+    fresh = records.start_run("k", tmp_path, LATER, identity=identity(), restart=True)
+
+    assert not fresh.resumed and fresh.name != first.name
+    assert not first.workdir.exists() and not (tmp_path / "logs" / first.name).exists()
+
+
+def test_start_run_resume_removes_outputs_a_killed_run_began_writing(tmp_path):
+    first = records.start_run("k", tmp_path, EARLY, identity=identity())
+    first.path(".npz").write_bytes(b"written before the kill")
+    first.path(".csv").write_text("ImageId,Label\n")
+    first.lock.close()
+
+    again = records.start_run("k", tmp_path, LATER, identity=identity())
+
+    # They are written again, from the same saved folds; a run with a record is finished instead.
+    assert again.resumed
+    assert not first.path(".npz").exists() and not first.path(".csv").exists()
+
+
+# --- kernels killed and rerun ---------------------------------------------------------------------
+
+# Runs a kernel whose every training batch waits DELAY seconds (values untouched), so that a kill lands
+# inside an epoch rather than between two, and waits while the file HOLD exists.
+SLOW_KERNEL = """
+import os, runpy, sys, time
+import tensorflow as tf
+from src import data
+
+DELAY = {delay}
+HOLD = {hold!r}
+epoch_batches = data.epoch_batches
+
+
+def wait():
+    time.sleep(DELAY)
+    while HOLD and os.path.exists(HOLD):
+        time.sleep(0.01)
+    return 0
+
+
+def slow_epoch_batches(*args, **kwargs):
+    def pause(images, labels):
+        waited = tf.py_function(wait, [], tf.int32)
+        with tf.control_dependencies([waited]):
+            return tf.identity(images), tf.identity(labels)
+
+    return epoch_batches(*args, **kwargs).map(pause)
+
+
+data.epoch_batches = slow_epoch_batches
+sys.argv = [{kernel!r}, *sys.argv[1:]]
+runpy.run_path({kernel!r}, run_name="__main__")
+"""
+
+
+class Kernel:
+    """Starts a kernel in subprocesses, one at a time, each with its own log file."""
+
+    def __init__(self, tmp_path, kernel, args, delay=0.04, hold=None, name="run"):
+        self.tmp_path = tmp_path
+        self.name = name
+        self.out = tmp_path / "out"
+        self.args = [*args, "--out", str(self.out)]
+        self.script = tmp_path / f"{name}_kernel.py"
+        self.script.write_text(SLOW_KERNEL.format(delay=delay, hold=str(hold) if hold else None,
+                                                  kernel=str(paths.KERNELS_DIR / kernel / "kernel.py")))
+        self.env = {**os.environ, paths.LOGS_ENV: str(tmp_path / "logs"), "TF_CPP_MIN_LOG_LEVEL": "2",
+                    "KERAS_BACKEND": "tensorflow"}
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        self.log = self.tmp_path / f"{self.name}-{self.starts}.log"
+        with open(self.log, "w") as log:
+            return subprocess.Popen([sys.executable, str(self.script), *self.args], cwd=paths.REPO_ROOT,
+                                    env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def output(self):
+        return self.log.read_text()
+
+    def progress(self):
+        """Returns `(folds finished, epochs saved of the fold in progress)` of the run in `out/`."""
+        workdirs = [path for path in self.out.glob("*") if path.is_dir()] if self.out.is_dir() else []
+        if not workdirs:
+            return 0, 0
+        workdir = workdirs[0]
+        finished = len(list(workdir.glob("fold-*.npz")))
+        fold = workdir / f"fold-{finished}"
+        saved = 0
+        metadata = fold / "backup" / "training_metadata.json"
+        state = fold / "checkpoints" / "checkpoint"
+        if metadata.is_file():
+            saved = json.loads(metadata.read_text())["epoch"]
+        elif state.is_file():
+            saved = int(re.search(r'model_checkpoint_path: "ckpt-(\d+)"', state.read_text()).group(1))
+        return finished, saved
+
+    def kill_when(self, process, condition, timeout=120):
+        deadline = time.monotonic() + timeout
+        while not condition(self.progress()):
+            assert process.poll() is None, f"the run ended before it could be killed:\n{self.output()}"
+            assert time.monotonic() < deadline, f"the run made no progress:\n{self.output()}"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
+
+
+def read_outputs(out_dir, run_name):
+    """Returns a finished run's record, submission text and probabilities."""
+    record = json.loads((out_dir / f"{run_name}.json").read_text())
+    submission = (out_dir / record["submission"]).read_text()
+    with np.load(out_dir / record["probabilities"]) as saved:
+        probabilities = {name: saved[name] for name in saved.files}
+    return record, submission, probabilities
+
+
+def wait_for_line(runner, process, text, timeout=120):
+    deadline = time.monotonic() + timeout
+    while text not in runner.output():
+        assert process.poll() is None and time.monotonic() < deadline, runner.output()
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "kernel, args",
+    [
+        ("mnist-cnn", ["--model", "mlp", "--optimizer", "adam", "--batch-size", "30"]),
+        ("mnist-mlp", ["--batch-size", "20"]),
+    ],
+    ids=["fit", "custom"],
+)
+def test_kernel_killed_twice_resumes_to_the_uninterrupted_result(kernel, args, sample_npz, tmp_path, monkeypatch,
+                                                                 capsys):
+    folds, epochs = 3, 2
+    args = ["--data", str(sample_npz), "--folds", str(folds), "--epochs", str(epochs), "--quiet", *args]
+    hold = tmp_path / "hold"
+    runner = Kernel(tmp_path, kernel, args, hold=hold)
+
+    # First kill: as soon as the first fold is saved.
+    runner.kill_when(runner.start(), lambda progress: progress[0] >= 1)
+    [workdir] = [path for path in runner.out.iterdir() if path.is_dir()]
+    # Second kill: inside an epoch, once the rerun has saved an epoch of a fold it has not finished.
+    second = runner.start()
+    at_start = runner.progress()
+    runner.kill_when(second, lambda progress: progress != at_start and 0 < progress[1] < epochs)
+    assert "resuming the unfinished run" in runner.output()
+    assert runner.progress()[0] < folds and not list(runner.out.glob("*.json"))
+
+    # The same command again resumes the run; it waits in its first batch (HOLD) while the same command,
+    # started in this process meanwhile, finds the run locked and trains its own, uninterrupted run.
+    hold.touch()
+    third = runner.start()
+    wait_for_line(runner, third, "resuming the unfinished run")
+    monkeypatch.setenv(paths.LOGS_ENV, str(tmp_path / "reference-logs"))
+    main = runpy.run_path(str(paths.KERNELS_DIR / kernel / "kernel.py"))["main"]
+    assert main([*args, "--out", str(runner.out)]) == 0
+    assert "is running in another process" in capsys.readouterr().out
+    hold.unlink()
+    assert third.wait(timeout=300) == 0, runner.output()
+    assert "finished earlier, reusing" in runner.output()
+
+    resumed, resumed_submission, resumed_probabilities = read_outputs(runner.out, workdir.name)
+    [reference_name] = [path.stem for path in runner.out.glob("*.json") if path.stem != workdir.name]
+    reference, reference_submission, reference_probabilities = read_outputs(runner.out, reference_name)
+    assert resumed_submission == reference_submission
+    assert [{**fold, "seconds": None} for fold in resumed["folds"]] == \
+        [{**fold, "seconds": None} for fold in reference["folds"]]
+    for name in ("cv_mean", "cv_std", "oof_accuracy", "test_accuracy"):
+        assert resumed[name] == reference[name]
+    for name, array in reference_probabilities.items():
+        np.testing.assert_array_equal(resumed_probabilities[name], array)
