@@ -90,6 +90,11 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
                         "trains nothing")
     parser.add_argument("--restart", action="store_true", default=base.restart,
                         help="discard an unfinished run of the same command instead of resuming it")
+    parser.add_argument("--seeds", type=int, default=base.seeds,
+                        help="models per fold, each from its own seed, averaged (default: %(default)s)")
+    parser.add_argument("--tta", type=int, default=base.tta,
+                        help="predict with the mean over N augmented copies of each image; 0 for none "
+                        "(default: %(default)s)")
     return parser
 
 

@@ -41,6 +41,8 @@ class RunConfig:
         eager: run the training step eagerly instead of compiled into a graph (`tf.function`).
         restore: a checkpoint, saved model or run folder to predict with; nothing is trained.
         restart: discard an unfinished run of the same configuration instead of resuming it.
+        seeds: models trained per fold, each from its own seed; the fold predicts with their mean.
+        tta: test-time augmentation: 0 predicts the images as they are, N the mean over N augmented copies.
     """
 
     kernel: str
@@ -59,6 +61,8 @@ class RunConfig:
     eager: bool = False
     restore: str | None = None
     restart: bool = False
+    seeds: int = 1
+    tta: int = 0
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_NAMES)
@@ -68,6 +72,8 @@ class RunConfig:
         check_range("batch_size", self.batch_size, 1, 65_536)
         check_range("folds", self.folds, 1, MAX_FOLDS)
         check_range("seed", self.seed, 0, 2**31 - 1)
+        check_range("seeds", self.seeds, 1, 100)
+        check_range("tta", self.tta, 0, 100)
         if self.learning_rate is not None and not 0 < self.learning_rate <= 100:
             raise KitError(
                 f"learning_rate must be a number in (0, 100]. Received: learning_rate={self.learning_rate}."

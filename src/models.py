@@ -69,23 +69,28 @@ def build_mlp(data_format: str = "channels_last", num_classes: int = data.NUM_CL
     )
 
 
-def build_augmentation(data_format: str = "channels_last") -> keras.Sequential:
+def build_augmentation(data_format: str = "channels_last", seed: int | None = None) -> keras.Sequential:
     """Random rotation (about 10 degrees), zoom (10%) and shifts (10%); no flips, which change digits.
 
     Keras' preprocessing layers act only in training: at prediction the block passes images through
     unchanged, unless it is called with `training=True` for test-time augmentation.
+
+    Args:
+        data_format: `"channels_last"` or `"channels_first"`.
+        seed: seeds the transformations; None draws from Keras' global seed (`keras.utils.set_random_seed`).
 
     Returns:
         A model mapping images to images of the same shape `(B, 28, 28, 1)` (or `(B, 1, 28, 28)`).
     """
     # Black fill: MNIST's background is 0, and reflected strokes would invent ink.
     fill = dict(fill_mode="constant", fill_value=0.0, data_format=data_format)
+    seeds = [None] * 3 if seed is None else [seed, seed + 1, seed + 2]
     return keras.Sequential(
         [
             keras.Input(shape=data.input_shape(data_format)),
-            layers.RandomRotation(10 / 360, **fill),
-            layers.RandomZoom(0.1, **fill),
-            layers.RandomTranslation(0.1, 0.1, **fill),
+            layers.RandomRotation(10 / 360, seed=seeds[0], **fill),
+            layers.RandomZoom(0.1, seed=seeds[1], **fill),
+            layers.RandomTranslation(0.1, 0.1, seed=seeds[2], **fill),
         ],
         name="augmentation",
     )

@@ -147,6 +147,45 @@ def fold_dir(workdir: Path, fold_index: int) -> Path:
     return workdir / f"fold-{fold_index}"
 
 
+def member_seed(seed: int, fold_index: int, seed_index: int) -> int:
+    """Returns the seed of the `seed_index`-th model of a fold (`--seeds`); the first is the fold's seed."""
+    return fold_seed(seed, fold_index) + 1_000_003 * seed_index
+
+
+def member_dir(workdir: Path, fold_index: int, seed_index: int, num_seeds: int) -> Path:
+    """Returns the folder of one model of a fold: the fold's own folder, or `seed-<s>/` in it for `--seeds` > 1."""
+    folder = fold_dir(workdir, fold_index)
+    return folder if num_seeds == 1 else folder / f"seed-{seed_index}"
+
+
+def predict_probabilities(model, images: np.ndarray, data_format: str, tta: int = 0, seed: int = 0) -> np.ndarray:
+    """Predicts softmax probabilities, optionally with test-time augmentation.
+
+    Args:
+        model: a trained model.
+        images: `uint8` images `(M, 28, 28)`.
+        data_format: the layout the model takes.
+        tta: 0 predicts the images as they are; N > 0 returns the mean over N randomly augmented copies
+            (the rotations, zooms and shifts of `models.build_augmentation`, seeded by `seed`).
+        seed: seeds the augmentation, so the same call gives the same probabilities.
+
+    Returns:
+        `float32` probabilities `(M, 10)`.
+    """
+    pipeline = data.make_pipeline(images, batch_size=PREDICT_BATCH_SIZE, data_format=data_format)
+    if tta == 0:
+        return model.predict(pipeline, verbose=0).astype(np.float32)
+    from src import models
+
+    augmentation = models.build_augmentation(data_format, seed=seed)
+    total = np.zeros((len(images), data.NUM_CLASSES), dtype=np.float64)
+    for _ in range(tta):
+        # Called eagerly batch by batch, so that each copy draws new transformations from the seeded generator.
+        augmented = np.concatenate([augmentation(batch, training=True).numpy() for batch in pipeline])
+        total += model.predict(augmented, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    return (total / tta).astype(np.float32)
+
+
 def fit_fold(
     dataset: data.Dataset,
     config: RunConfig,
@@ -156,6 +195,7 @@ def fit_fold(
     data_format: str,
     workdir: Path | None = None,
     logs_dir: Path | None = None,
+    seed_index: int = 0,
 ) -> FoldResult:
     """Trains one model on `train_indices` and predicts its held-out rows and the test split.
 
@@ -168,14 +208,15 @@ def fit_fold(
         workdir: the run's folder; the fold checkpoints into `workdir/fold-<i>/` and resumes from there.
             None keeps no checkpoints.
         logs_dir: the run's TensorBoard folder; the fold writes into `logs_dir/fold-<i>/`. None writes none.
+        seed_index: which of the fold's `--seeds` models this is; each has its own seed and folder.
 
     Returns:
-        The fold's `FoldResult`.
+        The fold's `FoldResult` (of this one model).
     """
     from src import loops, models
 
     started = time.perf_counter()
-    seed = fold_seed(config.seed, fold_index)
+    seed = member_seed(config.seed, fold_index, seed_index)
     _seed_everything(seed)
     model = models.build_model(config.model, data_format)
     if validation_indices is not None:
@@ -194,8 +235,8 @@ def fit_fold(
         epochs=config.epochs,
         seed=seed,
         data_format=data_format,
-        fold_dir=fold_dir(workdir, fold_index) if workdir is not None else None,
-        logs_dir=logs_dir / f"fold-{fold_index}" if logs_dir is not None else None,
+        fold_dir=member_dir(workdir, fold_index, seed_index, config.seeds) if workdir is not None else None,
+        logs_dir=member_dir(logs_dir, fold_index, seed_index, config.seeds) if logs_dir is not None else None,
         eager=config.eager,
         verbose=_verbosity(config.quiet),
     )
@@ -207,8 +248,7 @@ def fit_fold(
         history = loops.fit_keras(model, plan)
 
     def predict(images: np.ndarray) -> np.ndarray:
-        pipeline = data.make_pipeline(images, batch_size=PREDICT_BATCH_SIZE, data_format=data_format)
-        return model.predict(pipeline, verbose=0).astype(np.float32)
+        return predict_probabilities(model, images, data_format, tta=config.tta, seed=seed)
 
     test_probabilities = predict(dataset.x_test)
     test_accuracy = accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None
@@ -271,10 +311,77 @@ def _load_fold(path: Path) -> FoldResult:
 
 
 def _remove_backup(workdir: Path, fold_index: int) -> None:
-    """Deletes a saved fold's resume backup; `model.keras` and the custom loop's checkpoints stay for --restore."""
+    """Deletes a saved fold's resume backups; `model.keras` and the custom loop's checkpoints stay for --restore."""
     from src import loops
 
-    shutil.rmtree(fold_dir(workdir, fold_index) / loops.BACKUP_DIR, ignore_errors=True)
+    folder = fold_dir(workdir, fold_index)
+    for member in (folder, *folder.glob("seed-*")):
+        shutil.rmtree(member / loops.BACKUP_DIR, ignore_errors=True)
+
+
+def combine_members(members: list[FoldResult], dataset: data.Dataset) -> FoldResult:
+    """Averages the models of one fold (`--seeds`) into the fold's result.
+
+    Returns:
+        A `FoldResult` whose probabilities are the members' means and whose accuracies are recomputed from
+        them; its history is the first member's, its seconds the members' sum.
+    """
+    if len(members) == 1:
+        return members[0]
+    first = members[0]
+    test_probabilities = np.mean([member.test_probabilities for member in members], axis=0)
+    test_accuracy = accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None
+    validation_probabilities = None
+    validation_accuracy = test_accuracy
+    if first.validation_indices is not None:
+        validation_probabilities = np.mean([member.validation_probabilities for member in members], axis=0)
+        validation_accuracy = accuracy(validation_probabilities, dataset.y_train[first.validation_indices])
+    return FoldResult(
+        fold_index=first.fold_index,
+        seconds=sum(member.seconds for member in members),
+        validation_indices=first.validation_indices,
+        validation_probabilities=validation_probabilities,
+        validation_accuracy=validation_accuracy,
+        test_probabilities=test_probabilities,
+        test_accuracy=test_accuracy,
+        history=first.history,
+    )
+
+
+def train_fold(
+    dataset: data.Dataset,
+    config: RunConfig,
+    train_indices: np.ndarray,
+    validation_indices: np.ndarray | None,
+    fold_index: int,
+    data_format: str,
+    workdir: Path | None = None,
+    logs_dir: Path | None = None,
+) -> FoldResult:
+    """Trains a fold's `--seeds` models and averages them; each finished model is saved and reused on resume.
+
+    Args and Returns: as `fit_fold`, for the fold's ensemble of models.
+    """
+    members = []
+    for seed_index in range(config.seeds):
+        saved = None
+        if workdir is not None and config.seeds > 1:
+            saved = member_dir(workdir, fold_index, seed_index, config.seeds).with_suffix(".npz")
+        if saved is not None and saved.is_file():
+            member = _load_fold(saved)
+            logger.info("fold %d: model %d/%d finished earlier, reusing %s", fold_index + 1, seed_index + 1,
+                        config.seeds, saved)
+        else:
+            member = fit_fold(dataset, config, train_indices, validation_indices, fold_index, data_format,
+                              workdir=workdir, logs_dir=logs_dir, seed_index=seed_index)
+            if saved is not None:
+                _save_fold(saved, member)
+        if config.seeds > 1:
+            score = f"{member.validation_accuracy:.4f}" if member.validation_accuracy is not None else "n/a"
+            logger.info("fold %d: model %d/%d validation_accuracy=%s in %s", fold_index + 1, seed_index + 1,
+                        config.seeds, score, _duration(member.seconds))
+        members.append(member)
+    return combine_members(members, dataset)
 
 
 def _duration(seconds: float) -> str:
@@ -324,8 +431,8 @@ def cross_validate(
                 len(validation_indices) if validation_indices is not None else
                 (len(dataset.x_test) if dataset.has_test_labels else 0),
             )
-            fold = fit_fold(dataset, config, train_indices, validation_indices, fold_index, data_format,
-                            workdir=workdir, logs_dir=logs_dir)
+            fold = train_fold(dataset, config, train_indices, validation_indices, fold_index, data_format,
+                              workdir=workdir, logs_dir=logs_dir)
             trained_seconds.append(fold.seconds)
             if saved is not None:
                 _save_fold(saved, fold)
@@ -403,8 +510,11 @@ def restorable_models(path: Path) -> list[Path]:
             latest = tf.train.latest_checkpoint(str(folder))
             if latest:
                 return [Path(latest)]
-        folds = sorted((child for child in path.glob("fold-*") if child.is_dir() and child.name[5:].isdigit()),
-                       key=lambda child: int(child.name[5:]))
+        # A run's folds, or a fold's --seeds models.
+        folds = sorted(
+            (child for child in path.iterdir() if child.is_dir() and _member_number(child.name) is not None),
+            key=lambda child: _member_number(child.name),
+        )
         found = [model for fold in folds for model in _restorable_in_fold(fold)]
         if found:
             return found
@@ -412,6 +522,13 @@ def restorable_models(path: Path) -> list[Path]:
         f"Nothing to restore at {path}: --restore takes a model.keras, a checkpoint (…/checkpoints/ckpt-N), "
         f"a fold folder or a run folder with fold-<i>/ folders. Received: restore={str(path)!r}."
     )
+
+
+def _member_number(name: str) -> int | None:
+    for prefix in ("fold-", "seed-"):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return int(name[len(prefix):])
+    return None
 
 
 def _restorable_in_fold(fold: Path) -> list[Path]:
@@ -490,8 +607,7 @@ def predict_restored(
     probabilities = []
     for saved in restorable_models(Path(path)):
         model, layout = load_restored_model(saved, model_name, data_format)
-        pipeline = data.make_pipeline(dataset.x_test, batch_size=PREDICT_BATCH_SIZE, data_format=layout)
-        probabilities.append(model.predict(pipeline, verbose=0).astype(np.float32))
+        probabilities.append(predict_probabilities(model, dataset.x_test, layout, tta=config.tta, seed=config.seed))
         logger.info("restore: predicted %d test images with %s", len(dataset.x_test), saved)
     test_probabilities = np.mean(probabilities, axis=0)
     return CrossValidation(
