@@ -98,14 +98,44 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
     return parser
 
 
-def parse_kernel_args(argv: Sequence[str] | None, kernel: str, description: str | None = None, **defaults):
+def parse_kernel_args(
+    argv: Sequence[str] | None,
+    kernel: str,
+    description: str | None = None,
+    budgets: dict[str, dict] | None = None,
+    **defaults,
+):
     """Parses a kernel's flags into a checked `RunConfig`.
+
+    Args:
+        argv: the flags; None reads `sys.argv`.
+        kernel: the kernel's name.
+        description: shown by `--help`.
+        budgets: a recipe kernel's named sets of defaults (e.g. `{"cpu": {...}, "gpu": {...}}`), chosen with
+            `--budget NAME` (default `auto`: `gpu` when a GPU is visible and the kernel has that budget, else
+            `cpu`); flags given explicitly still win.
+        **defaults: overrides of `RunConfig`'s defaults.
 
     Raises:
         KitError: a flag is unknown or out of range.
     """
-    namespace = kernel_parser(kernel, description, **defaults).parse_args(argv)
-    values = {name.replace("-", "_"): value for name, value in vars(namespace).items()}
+    budget = None
+    if budgets:
+        choices = (*budgets, "auto")
+        early = ArgumentParser(prog=f"kernels/{kernel}/kernel.py", add_help=False)
+        early.add_argument("--budget", choices=choices, default="auto")
+        budget = early.parse_known_args(argv)[0].budget
+        if budget == "auto":
+            budget = "gpu" if "gpu" in budgets and run_config.gpu_present() else "cpu"
+        defaults = {**defaults, **budgets[budget], "budget": budget}
+    parser = kernel_parser(kernel, description, **defaults)
+    if budgets:
+        parser.add_argument("--budget", choices=(*budgets, "auto"), default="auto",
+                            help="a named set of defaults: " + "; ".join(
+                                f"{name}: " + ", ".join(f"{key}={value}" for key, value in values.items())
+                                for name, values in budgets.items()) + " (default: auto, gpu when one is present)")
+    values = {name.replace("-", "_"): value for name, value in vars(parser.parse_args(argv)).items()}
+    values["budget"] = budget
     return run_config.RunConfig(kernel=kernel, **values)
 
 

@@ -43,6 +43,7 @@ class RunConfig:
         restart: discard an unfinished run of the same configuration instead of resuming it.
         seeds: models trained per fold, each from its own seed; the fold predicts with their mean.
         tta: test-time augmentation: 0 predicts the images as they are, N the mean over N augmented copies.
+        budget: the named set of defaults a recipe kernel started from (`--budget`), for the record.
     """
 
     kernel: str
@@ -63,6 +64,7 @@ class RunConfig:
     restart: bool = False
     seeds: int = 1
     tta: int = 0
+    budget: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_NAMES)
@@ -97,6 +99,13 @@ class RunConfig:
         values = dataclasses.asdict(self)
         values["learning_rate"] = self.effective_learning_rate
         return values
+
+
+def gpu_present() -> bool:
+    """Returns whether an NVIDIA GPU is present, without importing TensorFlow (flags must parse fast)."""
+    import shutil
+
+    return Path("/proc/driver/nvidia/gpus").is_dir() or shutil.which("nvidia-smi") is not None
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -33,7 +33,7 @@ RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
 # Settings that change where a run reads and writes or how it talks, not what it computes: two commands
 # that differ only in these are the same run. The data's identity is its sha256, not its path.
-NOT_IDENTITY = ("data", "out", "quiet", "restore", "restart", "plots")
+NOT_IDENTITY = ("data", "out", "quiet", "restore", "restart", "plots", "budget")
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,39 @@ def test_predict_probabilities_with_tta_is_the_mean_of_augmented_copies(trained_
 def test_strong_cnn_builds_in_both_layouts(data_format):
     model = models.build_model("strong_cnn", data_format)
     assert model.input_shape == (None, *data.input_shape(data_format)) and model.output_shape == (None, 10)
+
+
+def test_parse_kernel_args_applies_a_budget_and_explicit_flags_win(monkeypatch):
+    from src import cli, config
+
+    budgets = {"cpu": dict(folds=3, epochs=15), "gpu": dict(folds=5, epochs=45, seeds=3)}
+    monkeypatch.setattr(config, "gpu_present", lambda: False)
+    auto = cli.parse_kernel_args([], "k", budgets=budgets, model="strong_cnn")
+    assert (auto.budget, auto.folds, auto.epochs, auto.seeds, auto.model) == ("cpu", 3, 15, 1, "strong_cnn")
+    gpu = cli.parse_kernel_args(["--budget", "gpu", "--epochs", "2"], "k", budgets=budgets)
+    assert (gpu.budget, gpu.folds, gpu.epochs, gpu.seeds) == ("gpu", 5, 2, 3)
+    monkeypatch.setattr(config, "gpu_present", lambda: True)
+    assert cli.parse_kernel_args([], "k", budgets=budgets).budget == "gpu"
+
+
+def test_recipe_kernel_end_to_end_writes_a_valid_submission(tmp_path, sample_npz):
+    import json
+    import subprocess
+    import sys
+
+    from src import paths, submission
+
+    kernel = paths.KERNELS_DIR / "mnist-ensemble" / "kernel.py"
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(kernel), "--data", str(sample_npz), "--out", str(out), "--budget", "cpu", "--folds", "2",
+         "--epochs", "1", "--seeds", "2", "--tta", "2", "--no-plots", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    [csv_path] = out.glob("mnist-ensemble-*.csv")
+    assert submission.validate_submission(csv_path) == 100
+    record = json.loads(csv_path.with_suffix(".json").read_text())
+    assert record["config"]["model"] == "strong_cnn"
+    assert (record["config"]["seeds"], record["config"]["tta"], record["config"]["budget"]) == (2, 2, "cpu")
+    assert len(record["folds"]) == 2 and "model 2/2" in result.stdout
