@@ -10,7 +10,7 @@ ARGS ?=
 FILE ?=
 MESSAGE ?=
 
-.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel bundle push status output submit tensorboard bench-graph
+.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel bundle push status output submit tensorboard bench-graph bench-recipe
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -58,11 +58,14 @@ test: setup ## Run the test suite.
 tensorboard: setup ## Watch training curves: TensorBoard on logs/ at http://127.0.0.1:6006 (Ctrl-C stops it).
 	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1
 
+bench-recipe: data ## Train the leaderboard recipe (--budget cpu) on MNIST's training split; test it with and without TTA.
+	$(PY) benchmarks/bench_recipe.py --data $(BENCH_DATA) --out $(BENCH_OUT)/recipe $(ARGS)
+
 bench-graph: setup ## Benchmark the custom training step eager vs tf.function (mlp, seed_cnn); flags in ARGS.
 	$(PY) benchmarks/bench_graph.py $(ARGS)
 
 lint: setup ## Check the code with flake8.
-	$(PY) -m flake8 src kernels tests
+	$(PY) -m flake8 src kernels tests benchmarks
 
 bench-accuracy: data ## Train the seed recipe (--folds 1, 12 epochs) on the full MNIST and report its test accuracy.
 	$(PY) kernels/mnist-cnn/kernel.py --data $(BENCH_DATA) --out $(BENCH_OUT)/accuracy --folds 1 --epochs 12 \
