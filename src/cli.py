@@ -71,6 +71,9 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
                         help=f"one of {', '.join(run_config.OPTIMIZER_NAMES)} (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=base.learning_rate,
                         help="default: 1.0 for adadelta, 0.001 for adam and rmsprop")
+    parser.add_argument("--schedule", default=base.schedule,
+                        help=f"learning-rate schedule, one of {', '.join(run_config.SCHEDULE_NAMES)}; warmup_cosine "
+                        "ramps up over the first tenth of the steps, then decays to zero (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=base.epochs, help="default: %(default)s")
     parser.add_argument("--batch-size", type=int, default=base.batch_size, help="default: %(default)s")
     parser.add_argument("--folds", type=int, default=base.folds,

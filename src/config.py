@@ -10,8 +10,10 @@ from pathlib import Path
 from src.errors import KitError
 
 # The names `src.models` registers; kept here so that flags are checked without importing Keras.
-MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp")
+MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp", "fast_cnn")
 OPTIMIZER_NAMES = ("adadelta", "adam", "rmsprop")
+# How the learning rate moves over a fit; `src.models.build_learning_rate` builds them.
+SCHEDULE_NAMES = ("constant", "warmup_cosine")
 # Adadelta's rate is 1.0 as in the classic Keras MNIST CNN: Keras 3's default of 0.001 leaves that model
 # near 84% after 12 epochs instead of 99.25% (keras-team/keras#13815).
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 1e-3, "rmsprop": 1e-3}
@@ -29,7 +31,9 @@ class RunConfig:
             default (`submissions/`, or `/kaggle/working` on Kaggle).
         model: a name from `MODEL_NAMES`.
         optimizer: a name from `OPTIMIZER_NAMES`.
-        learning_rate: the optimizer's rate; None for the optimizer's default in the kit.
+        learning_rate: the optimizer's rate (a schedule's peak); None for the optimizer's default in the kit.
+        schedule: a name from `SCHEDULE_NAMES`: `"constant"`, or `"warmup_cosine"` (a linear ramp over the
+            first tenth of the steps, then a cosine decay to zero).
         epochs: passes over each fold's training data.
         batch_size: images per training step.
         folds: 1 for one fit on all training data; K >= 2 for stratified K-fold with a fold ensemble.
@@ -43,6 +47,7 @@ class RunConfig:
     model: str = "seed_cnn"
     optimizer: str = "adadelta"
     learning_rate: float | None = None
+    schedule: str = "constant"
     epochs: int = 12
     batch_size: int = 128
     folds: int = 5
@@ -52,6 +57,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_NAMES)
         check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
+        check_choice("schedule", self.schedule, SCHEDULE_NAMES)
         check_range("epochs", self.epochs, 1, 10_000)
         check_range("batch_size", self.batch_size, 1, 65_536)
         check_range("folds", self.folds, 1, MAX_FOLDS)
