@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 KERNEL ?= mnist-cnn
 ARGS ?=
 
-.PHONY: help setup data train test lint clean bench-accuracy check-kernel
+.PHONY: help setup data train test lint clean bench-accuracy check-kernel bench bench-quick
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
 BENCH_OUT ?= build/bench
+# The seed kernel the benchmarks measure the kit against, run as its own process; when absent, the kit alone.
+PEER ?= ../shared/reference/seed_kernel.py
 
 help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -39,11 +41,18 @@ test: setup ## Run the test suite.
 	$(PY) -m pytest
 
 lint: setup ## Check the code with flake8.
-	$(PY) -m flake8 src kernels tests
+	$(PY) -m flake8 src kernels tests benchmarks
 
 bench-accuracy: data ## Train the seed recipe (--folds 1, 12 epochs) on the full MNIST and report its test accuracy.
 	$(PY) kernels/mnist-cnn/kernel.py --data $(BENCH_DATA) --out $(BENCH_OUT)/accuracy --folds 1 --epochs 12 \
 		--batch-size 128 --quiet $(ARGS)
+
+bench: data ## Benchmark the kit against the seed kernel (PEER=) on the full MNIST into benchmarks/results.md (~45 min).
+	$(PY) benchmarks/bench.py --data $(BENCH_DATA) --peer $(PEER) --out $(BENCH_OUT) --results benchmarks/results.md \
+		$(ARGS)
+
+bench-quick: data ## The bench's table on a 4,000-image slice in under 5 minutes (results in build/bench/).
+	$(PY) benchmarks/bench.py --quick --data $(BENCH_DATA) --peer $(PEER) --out $(BENCH_OUT) $(ARGS)
 
 clean: ## Remove build outputs and caches (keeps .venv, input/ and submissions/).
 	rm -rf build .pytest_cache .hypothesis
