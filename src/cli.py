@@ -74,6 +74,9 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
     parser.add_argument("--schedule", default=base.schedule,
                         help=f"learning-rate schedule, one of {', '.join(run_config.SCHEDULE_NAMES)}; warmup_cosine "
                         "ramps up over the first tenth of the steps, then decays to zero (default: %(default)s)")
+    parser.add_argument("--precision", default=base.precision,
+                        help=f"one of {', '.join(run_config.PRECISION_NAMES)}; auto computes in bfloat16 on CPUs "
+                        "that do so natively (AMX, AVX512-BF16), else float32 (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=base.epochs, help="default: %(default)s")
     parser.add_argument("--batch-size", type=int, default=base.batch_size, help="default: %(default)s")
     parser.add_argument("--folds", type=int, default=base.folds,
@@ -112,9 +115,9 @@ def run_kernel(config: run_config.RunConfig) -> dict:
     )
     data_sha256 = data.source_sha256(dataset.source)
     run = records.start_run(config.kernel, config.output_dir)
-    logger.info("run: %s (model %s, %s at %g, %d epochs, batch %d, %d fold%s)", run.workdir, config.model,
+    logger.info("run: %s (model %s, %s at %g, %d epochs, batch %d, %d fold%s, %s)", run.workdir, config.model,
                 config.optimizer, config.effective_learning_rate, config.epochs, config.batch_size, config.folds,
-                "" if config.folds == 1 else "s")
+                "" if config.folds == 1 else "s", config.effective_precision)
     result = training.cross_validate(dataset, config, workdir=run.workdir)
     probabilities = records.write_probabilities(run, result)
     submission_path = submission.write_submission(

@@ -92,7 +92,8 @@ def build_fast_cnn(data_format: str = "channels_last", num_classes: int = data.N
             layers.Flatten(data_format=data_format),
             layers.Dense(128, activation="relu"),
             layers.Dropout(0.3),
-            layers.Dense(num_classes, activation="softmax"),
+            # float32 even under mixed_bfloat16, so that the probabilities keep their digits.
+            layers.Dense(num_classes, activation="softmax", dtype="float32"),
         ],
         name="fast_cnn",
     )
@@ -129,6 +130,20 @@ def multiply_adds(model: keras.Model) -> int:
             inputs, units = layer.kernel.shape
             total += inputs * units
     return int(total)
+
+
+def set_precision(policy: str) -> None:
+    """Makes the models built from now on compute in `policy` (`"float32"` or `"mixed_bfloat16"`).
+
+    Keras keeps the policy globally, so every fit sets it, float32 included. Under `mixed_bfloat16` weights stay
+    float32 and layers compute in bfloat16, which CPUs with AMX or AVX512-BF16 (and recent GPUs) run natively;
+    see `config.RunConfig.effective_precision` for `auto`.
+
+    Raises:
+        KitError: `policy` is not float32 or mixed_bfloat16.
+    """
+    config.check_choice("precision", policy, tuple(name for name in config.PRECISION_NAMES if name != "auto"))
+    keras.config.set_dtype_policy(policy)
 
 
 def build_model(name: str, data_format: str) -> keras.Sequential:

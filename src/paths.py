@@ -21,6 +21,9 @@ KAGGLE_WORKING_ENV = "DIGIT_KIT_KAGGLE_WORKING"
 KAGGLE_INPUT_DIR = Path("/kaggle/input")
 KAGGLE_WORKING_DIR = Path("/kaggle/working")
 
+# Linux lists the CPU's instruction sets here; `--precision auto` looks for native bfloat16 in them.
+CPUINFO = Path("/proc/cpuinfo")
+
 
 def kaggle_input_dir() -> Path:
     """Returns the root Kaggle mounts a kernel's data under."""

@@ -168,6 +168,7 @@ def fit_fold(
 
     started = time.perf_counter()
     _seed_everything(config.seed * 1000 + fold_index)
+    models.set_precision(config.effective_precision)
     model = models.compile_model(
         models.build_model(config.model, data_format), config.optimizer, config.effective_learning_rate,
         schedule=config.schedule, total_steps=config.epochs * math.ceil(len(train_indices) / config.batch_size),

@@ -27,13 +27,13 @@ def test_parse_peer_output_reads_epochs_and_accuracy():
     assert bench.parse_peer_output("no epochs here") == ([], [], None)
 
 
-def test_measured_steady_images_per_second_skips_the_first_epoch():
-    measured = bench.Measured("k", [], 1.0, 0, 0, "", epoch_seconds=[20.0, 10.0, 12.5], train_images=1000)
+def test_measured_best_images_per_second_is_the_fastest_epoch():
+    measured = bench.Measured("k", [], 1.0, 0, 0.0, 0, "", epoch_seconds=[20.0, 10.0, 12.5], train_images=1000)
     assert measured.fit_seconds == pytest.approx(42.5)
     assert measured.images_per_second == [50.0, 100.0, 80.0]
-    assert measured.steady_images_per_second == pytest.approx(90.0)
-    single = bench.Measured("k", [], 1.0, 0, 0, "", epoch_seconds=[20.0], train_images=1000)
-    assert single.steady_images_per_second == pytest.approx(50.0)
+    assert measured.best_images_per_second == pytest.approx(100.0)
+    single = bench.Measured("k", [], 1.0, 0, 0.0, 0, "", epoch_seconds=[20.0], train_images=1000)
+    assert single.best_images_per_second == pytest.approx(50.0)
 
 
 def test_run_program_measures_the_child_peak_rss(tmp_path):
@@ -41,6 +41,7 @@ def test_run_program_measures_the_child_peak_rss(tmp_path):
     measured = bench.run_program("allocate", [sys.executable, "-c", allocate], tmp_path / "allocate.log", timeout=60)
     assert measured.output.strip() == "ok" and measured.returncode == 0
     assert measured.peak_rss_bytes > 300 * 2**20
+    assert measured.cpu_seconds > 0
     small = bench.run_program("small", [sys.executable, "-c", "print('ok')"], tmp_path / "small.log", timeout=60)
     assert small.peak_rss_bytes < measured.peak_rss_bytes - 250 * 2**20
 
@@ -69,12 +70,12 @@ def test_run_peer_recovers_precise_epoch_seconds_from_images_per_second(tmp_path
 
 def test_report_table_lists_rows_and_targets_with_verdicts():
     report = bench.Report()
-    report.row("seed kernel", "12 epochs", "1100.0", "1099.0", "850", "0.9917", "1,300", "1.000")
+    report.row("seed kernel", "12 epochs", "1100.0", "2150.0", "1099.0", "850", "0.9917", "1,300", "1.000")
     report.target("2. throughput", "0.990", True)
     report.target("3. memory", "2,100 MB", False)
     report.target("1. fit ratio", "no peer", None)
     table = report.table()
-    assert "| seed kernel | 12 epochs | 1100.0 | 1099.0 | 850 | 0.9917 | 1,300 | 1.000 |" in table
+    assert "| seed kernel | 12 epochs | 1100.0 | 2150.0 | 1099.0 | 850 | 0.9917 | 1,300 | 1.000 |" in table
     assert "| 2. throughput | 0.990 | met |" in table
     assert "| 3. memory | 2,100 MB | NOT MET |" in table
     assert "| 1. fit ratio | no peer | not measured |" in table

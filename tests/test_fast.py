@@ -16,6 +16,13 @@ from src.errors import KitError
 FAST_KERNEL = paths.KERNELS_DIR / "mnist-fast" / "kernel.py"
 
 
+@pytest.fixture(autouse=True)
+def float32_after():
+    """Keras keeps the dtype policy globally: leave it float32 for the tests that follow."""
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
 def test_build_fast_cnn_is_the_fast_architecture():
     model = models.build_fast_cnn("channels_last")
     kinds = [type(layer).__name__ for layer in model.layers]
@@ -86,11 +93,48 @@ def test_run_config_checks_schedule():
     assert parsed.schedule == "warmup_cosine" and parsed.to_dict()["schedule"] == "warmup_cosine"
 
 
+def write_cpuinfo(path, flags):
+    path.write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    return path
+
+
+def test_cpu_computes_bfloat16_reads_the_flags(tmp_path):
+    assert config.cpu_computes_bfloat16(write_cpuinfo(tmp_path / "amx", "fpu sse2 avx2 amx_bf16 amx_tile"))
+    assert config.cpu_computes_bfloat16(write_cpuinfo(tmp_path / "avx512", "fpu sse2 avx2 avx512_bf16"))
+    assert not config.cpu_computes_bfloat16(write_cpuinfo(tmp_path / "none", "fpu sse2 avx2 avx512f amx_tile"))
+    assert not config.cpu_computes_bfloat16(tmp_path / "missing")
+
+
+def test_run_config_resolves_auto_precision_for_this_cpu(monkeypatch):
+    assert config.RunConfig(kernel="k").effective_precision == "float32"
+    assert config.RunConfig(kernel="k", precision="mixed_bfloat16").to_dict()["precision"] == "mixed_bfloat16"
+    for native, expected in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(config, "cpu_computes_bfloat16", lambda native=native: native)
+        run_config = config.RunConfig(kernel="k", precision="auto")
+        assert run_config.effective_precision == expected and run_config.to_dict()["precision"] == expected
+    with pytest.raises(KitError, match="choose one of float32, mixed_bfloat16, auto. Received: precision='fp8'"):
+        config.RunConfig(kernel="k", precision="fp8")
+
+
+def test_set_precision_builds_bfloat16_layers_with_float32_weights_and_output():
+    models.set_precision("mixed_bfloat16")
+    model = models.build_fast_cnn()
+    assert model.layers[0].compute_dtype == "bfloat16" and model.layers[0].kernel.dtype == "float32"
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    probabilities = keras.ops.convert_to_numpy(model(x))
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    models.set_precision("float32")
+    assert models.build_fast_cnn().layers[0].compute_dtype == "float32"
+    with pytest.raises(KitError, match="Received: precision='auto'"):
+        models.set_precision("auto")
+
+
 def test_cross_validate_records_epoch_seconds_and_fit_seconds(tmp_path):
     (x_train, y_train), (x_test, y_test) = make_arrays(train_per_class=6, test_rows=12)
     dataset = data.Dataset(x_train, y_train, x_test, y_test, source=tmp_path / "mnist.npz", kind="npz")
     run_config = config.RunConfig(kernel="k", model="fast_cnn", optimizer="adam", schedule="warmup_cosine",
-                                  epochs=2, batch_size=16, folds=2)
+                                  precision="mixed_bfloat16", epochs=2, batch_size=16, folds=2)
     result = training.cross_validate(dataset, run_config, data_format="channels_last")
     for fold in result.folds:
         assert len(fold.history["epoch_seconds"]) == 2
@@ -130,7 +174,8 @@ def test_mnist_fast_kernel_trains_with_its_defaults(tmp_path, sample_npz):
     assert submission.validate_submission(csv_path) == 100
     record = json.loads(csv_path.with_suffix(".json").read_text())
     expected = {"model": "fast_cnn", "optimizer": "adam", "learning_rate": 0.003, "schedule": "warmup_cosine",
-                "batch_size": 128, "epochs": 1, "folds": 1}
+                "precision": "mixed_bfloat16" if config.cpu_computes_bfloat16() else "float32", "batch_size": 128,
+                "epochs": 1, "folds": 1}
     assert {key: record["config"][key] for key in expected} == expected
     assert record["folds"][0]["fit_seconds"] > 0
     assert "test_accuracy=" in result.stdout.strip().splitlines()[-1]
