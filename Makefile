@@ -10,11 +10,13 @@ ARGS ?=
 FILE ?=
 MESSAGE ?=
 
-.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel bundle push status output submit tensorboard bench-graph bench-recipe
+.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel bundle push status output submit tensorboard bench-graph bench-recipe bench bench-quick
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
 BENCH_OUT ?= build/bench
+# The seed kernel the benchmarks measure the kit against, run as its own process; when absent, the kit alone.
+PEER ?= ../shared/reference/seed_kernel.py
 
 help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -73,6 +75,13 @@ bench-accuracy: data ## Train the seed recipe (--folds 1, 12 epochs) on the full
 
 runs: setup ## List the runs in submissions/, best CV first; flags in ARGS, e.g. ARGS="--format markdown".
 	@$(PY) -m src runs $(ARGS)
+
+bench: data ## Benchmark the kit against the seed kernel (PEER=) on the full MNIST into benchmarks/results.md (~45 min).
+	$(PY) benchmarks/bench.py --data $(BENCH_DATA) --peer $(PEER) --out $(BENCH_OUT) --results benchmarks/results.md \
+		$(ARGS)
+
+bench-quick: data ## The bench's table on a 4,000-image slice in under 5 minutes (results in build/bench/).
+	$(PY) benchmarks/bench.py --quick --data $(BENCH_DATA) --peer $(PEER) --out $(BENCH_OUT) $(ARGS)
 
 clean: ## Remove build outputs and caches (keeps .venv, input/ and submissions/).
 	rm -rf build .pytest_cache .hypothesis

@@ -73,6 +73,12 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
                         help=f"one of {', '.join(run_config.OPTIMIZER_NAMES)} (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=base.learning_rate,
                         help="default: 1.0 for adadelta, 0.001 for adam and rmsprop")
+    parser.add_argument("--schedule", default=base.schedule,
+                        help=f"learning-rate schedule, one of {', '.join(run_config.SCHEDULE_NAMES)}; warmup_cosine "
+                        "ramps up over the first tenth of the steps, then decays to zero (default: %(default)s)")
+    parser.add_argument("--precision", default=base.precision,
+                        help=f"one of {', '.join(run_config.PRECISION_NAMES)}; auto computes in bfloat16 on CPUs "
+                        "that do so natively (AMX, AVX512-BF16), else float32 (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=base.epochs, help="default: %(default)s")
     parser.add_argument("--batch-size", type=int, default=base.batch_size, help="default: %(default)s")
     parser.add_argument("--folds", type=int, default=base.folds,
@@ -165,9 +171,10 @@ def run_kernel(config: run_config.RunConfig) -> dict:
     else:
         identity = records.run_identity(config.to_dict(), data_sha256)
         run = records.start_run(config.kernel, config.output_dir, identity=identity, restart=config.restart)
-        logger.info("run: %s (model %s, %s at %g, %d epochs, batch %d, %d fold%s, loop %s%s)", run.workdir,
-                    config.model, config.optimizer, config.effective_learning_rate, config.epochs, config.batch_size,
-                    config.folds, "" if config.folds == 1 else "s", config.loop, ", eager" if config.eager else "")
+        logger.info("run: %s (model %s, %s at %g, %s schedule, %d epochs, batch %d, %d fold%s, loop %s%s, %s)",
+                    run.workdir, config.model, config.optimizer, config.effective_learning_rate, config.schedule,
+                    config.epochs, config.batch_size, config.folds, "" if config.folds == 1 else "s", config.loop,
+                    ", eager" if config.eager else "", config.effective_precision)
         result = training.cross_validate(dataset, config, workdir=run.workdir, logs_dir=paths.logs_dir() / run.name)
     probabilities = records.write_probabilities(run, result)
     submission_path = submission.write_submission(

@@ -4,14 +4,23 @@ This module imports nothing heavy, so that `--help` and every bad-flag error ans
 """
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from src import paths
 from src.errors import KitError
 
 # The names `src.models` registers; kept here so that flags are checked without importing Keras.
-MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn")
+MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn", "fast_cnn")
 OPTIMIZER_NAMES = ("adadelta", "adam", "rmsprop")
+# How the learning rate moves over a fit; `src.models.build_learning_rate` builds them.
+SCHEDULE_NAMES = ("constant", "warmup_cosine")
+# The layers' numbers: float32, or bfloat16 arithmetic on float32 weights (`mixed_bfloat16`); `auto` picks
+# mixed_bfloat16 where the CPU computes bfloat16 natively, float32 elsewhere.
+PRECISION_NAMES = ("float32", "mixed_bfloat16", "auto")
+# CPU flags of native bfloat16 arithmetic (Intel AMX, AVX-512 BF16), which oneDNN runs convolutions with.
+BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 LOOP_NAMES = ("fit", "custom")
 # Adadelta's rate is 1.0 as in the classic Keras MNIST CNN: Keras 3's default of 0.001 leaves that model
 # near 84% after 12 epochs instead of 99.25% (keras-team/keras#13815).
@@ -30,7 +39,11 @@ class RunConfig:
             default (`submissions/`, or `/kaggle/working` on Kaggle).
         model: a name from `MODEL_NAMES`.
         optimizer: a name from `OPTIMIZER_NAMES`.
-        learning_rate: the optimizer's rate; None for the optimizer's default in the kit.
+        learning_rate: the optimizer's rate (a schedule's peak); None for the optimizer's default in the kit.
+        schedule: a name from `SCHEDULE_NAMES`: `"constant"`, or `"warmup_cosine"` (a linear ramp over the
+            first tenth of the steps, then a cosine decay to zero).
+        precision: a name from `PRECISION_NAMES`; `auto` looks at this machine's CPU (not at GPUs: name the
+            precision for one).
         epochs: passes over each fold's training data.
         batch_size: images per training step.
         folds: 1 for one fit on all training data; K >= 2 for stratified K-fold with a fold ensemble.
@@ -52,6 +65,8 @@ class RunConfig:
     model: str = "seed_cnn"
     optimizer: str = "adadelta"
     learning_rate: float | None = None
+    schedule: str = "constant"
+    precision: str = "float32"
     epochs: int = 12
     batch_size: int = 128
     folds: int = 5
@@ -70,6 +85,8 @@ class RunConfig:
         check_choice("model", self.model, MODEL_NAMES)
         check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         check_choice("loop", self.loop, LOOP_NAMES)
+        check_choice("schedule", self.schedule, SCHEDULE_NAMES)
+        check_choice("precision", self.precision, PRECISION_NAMES)
         check_range("epochs", self.epochs, 1, 10_000)
         check_range("batch_size", self.batch_size, 1, 65_536)
         check_range("folds", self.folds, 1, MAX_FOLDS)
@@ -89,15 +106,23 @@ class RunConfig:
         return DEFAULT_LEARNING_RATES[self.optimizer]
 
     @property
+    def effective_precision(self) -> str:
+        """The dtype policy the model is built with: `auto` resolved for this machine."""
+        if self.precision != "auto":
+            return self.precision
+        return "mixed_bfloat16" if cpu_computes_bfloat16() else "float32"
+
+    @property
     def output_dir(self) -> Path:
         from src import paths
 
         return Path(self.out) if self.out is not None else paths.default_output_dir()
 
     def to_dict(self) -> dict:
-        """Returns the configuration as plain JSON-ready values, the learning rate resolved."""
+        """Returns the configuration as plain JSON-ready values, the learning rate and precision resolved."""
         values = dataclasses.asdict(self)
         values["learning_rate"] = self.effective_learning_rate
+        values["precision"] = self.effective_precision
         return values
 
 
@@ -106,6 +131,20 @@ def gpu_present() -> bool:
     import shutil
 
     return Path("/proc/driver/nvidia/gpus").is_dir() or shutil.which("nvidia-smi") is not None
+
+
+@functools.cache
+def cpu_computes_bfloat16(cpuinfo: Path = paths.CPUINFO) -> bool:
+    """Returns whether the CPU has native bfloat16 arithmetic (one of `BFLOAT16_CPU_FLAGS`).
+
+    Elsewhere bfloat16 is emulated and slower than float32; so is it where the file cannot be read.
+    """
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

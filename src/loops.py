@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,21 @@ class EpochSeeds(keras.callbacks.Callback):
 # --- model.fit ------------------------------------------------------------------------------------
 
 
+class EpochClock(keras.callbacks.Callback):
+    """Adds each epoch's wall seconds (training + validation) to its logs as `epoch_seconds`.
+
+    Benchmarks read them from the run record to compare images/second with other programs.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Callbacks after this one (the History, the backup) record the key with the epoch's metrics.
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self.started
+
+
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' `BackupAndRestore`, with a backup that a kill at any moment leaves usable.
 
@@ -214,7 +230,7 @@ def fit_keras(model: keras.Model, plan: FoldPlan) -> dict[str, list[float]]:
         Per-epoch metrics of every epoch (`loss`, `accuracy`, `val_loss`, `val_accuracy`, ...), resumed
         epochs included.
     """
-    callbacks: list[keras.callbacks.Callback] = [EpochSeeds(plan.seed)]
+    callbacks: list[keras.callbacks.Callback] = [EpochClock(), EpochSeeds(plan.seed)]
     backup = None
     if plan.logs_dir is not None:
         # Per epoch only: with update_freq=N, Keras drops the epoch summaries of every epoch whose last
@@ -334,6 +350,7 @@ def fit_custom(model: keras.Model, optimizer: keras.optimizers.Optimizer, plan: 
     batches = iter(plan.batches(first_epoch, one_hot=False))
     metric_names = ["loss", "accuracy", "val_loss", "val_accuracy"]
     for epoch in range(first_epoch, plan.epochs):
+        epoch_started = time.perf_counter()
         reseed_random_layers(model, plan.seed, epoch)
         for metric in (train_loss, train_accuracy, validation_loss, validation_accuracy):
             metric.reset_state()
@@ -359,6 +376,7 @@ def fit_custom(model: keras.Model, optimizer: keras.optimizers.Optimizer, plan: 
             logs.update(val_loss=float(validation_loss.result()), val_accuracy=float(validation_accuracy.result()))
         if progress is not None:
             progress.update(plan.steps_per_epoch, list(logs.items()), finalize=True)
+        logs["epoch_seconds"] = time.perf_counter() - epoch_started
         for name, value in logs.items():
             history.setdefault(name, []).append(value)
         _write_epoch_summaries(writers, logs, float(keras.ops.convert_to_numpy(optimizer.learning_rate)), epoch)

@@ -32,6 +32,9 @@ KERNEL_BUNDLES_DIR = BUILD_DIR / "kernels"
 KERNEL_OUTPUTS_DIR = SUBMISSIONS_DIR / "kaggle"
 KAGGLE_SUBMISSIONS_LOG_NAME = "kaggle-submissions.jsonl"
 
+# Linux lists the CPU's instruction sets here; `--precision auto` looks for native bfloat16 in them.
+CPUINFO = Path("/proc/cpuinfo")
+
 
 def kaggle_input_dir() -> Path:
     """Returns the root Kaggle mounts a kernel's data under."""

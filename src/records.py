@@ -275,6 +275,12 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(float(value), 6)
 
 
+def _fit_seconds(history: dict) -> float | None:
+    """Returns the seconds a fold spent in its epochs (training + validation), or None if not timed."""
+    epoch_seconds = history.get("epoch_seconds")
+    return round(float(sum(epoch_seconds)), 2) if epoch_seconds else None
+
+
 def build_record(run: Run, config, dataset, result, *, data_sha256: str, seconds: float, submission: Path) -> dict:
     """Returns the JSON-ready record of a finished run."""
     commit, dirty = git_state()
@@ -297,6 +303,7 @@ def build_record(run: Run, config, dataset, result, *, data_sha256: str, seconds
                 "validation_accuracy": _rounded(fold.validation_accuracy),
                 "test_accuracy": _rounded(fold.test_accuracy),
                 "seconds": round(fold.seconds, 2),
+                "fit_seconds": _fit_seconds(fold.history),
                 "history": fold.history,
             }
             for fold in result.folds

@@ -5,6 +5,7 @@ decides what each fold trains on, saves each finished fold, and reuses the folds
 """
 
 import logging
+import math
 import shutil
 import sys
 import time
@@ -218,7 +219,9 @@ def fit_fold(
     started = time.perf_counter()
     seed = member_seed(config.seed, fold_index, seed_index)
     _seed_everything(seed)
+    models.set_precision(config.effective_precision)
     model = models.build_model(config.model, data_format)
+    total_steps = config.epochs * math.ceil(len(train_indices) / config.batch_size)
     if validation_indices is not None:
         validation_images, validation_labels = dataset.x_train[validation_indices], dataset.y_train[validation_indices]
     elif dataset.has_test_labels:
@@ -241,10 +244,11 @@ def fit_fold(
         verbose=_verbosity(config.quiet),
     )
     if config.loop == "custom":
-        optimizer = models.build_optimizer(config.optimizer, config.effective_learning_rate)
-        history = loops.fit_custom(model, optimizer, plan)
+        learning_rate = models.build_learning_rate(config.schedule, config.effective_learning_rate, total_steps)
+        history = loops.fit_custom(model, models.build_optimizer(config.optimizer, learning_rate), plan)
     else:
-        models.compile_model(model, config.optimizer, config.effective_learning_rate)
+        models.compile_model(model, config.optimizer, config.effective_learning_rate, schedule=config.schedule,
+                             total_steps=total_steps)
         history = loops.fit_keras(model, plan)
 
     def predict(images: np.ndarray) -> np.ndarray:
