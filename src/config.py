@@ -15,7 +15,7 @@ from src.errors import KitError
 MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn", "fast_cnn")
 OPTIMIZER_NAMES = ("adadelta", "adam", "rmsprop")
 # How the learning rate moves over a fit; `src.models.build_learning_rate` builds them.
-SCHEDULE_NAMES = ("constant", "warmup_cosine")
+SCHEDULE_NAMES = ("constant", "warmup_cosine", "exponential")
 # The layers' numbers: float32, or bfloat16 arithmetic on float32 weights (`mixed_bfloat16`); `auto` picks
 # mixed_bfloat16 where the CPU computes bfloat16 natively, float32 elsewhere.
 PRECISION_NAMES = ("float32", "mixed_bfloat16", "auto")
@@ -41,7 +41,7 @@ class RunConfig:
         optimizer: a name from `OPTIMIZER_NAMES`.
         learning_rate: the optimizer's rate (a schedule's peak); None for the optimizer's default in the kit.
         schedule: a name from `SCHEDULE_NAMES`: `"constant"`, or `"warmup_cosine"` (a linear ramp over the
-            first tenth of the steps, then a cosine decay to zero).
+            first tenth of the steps, then a cosine decay to zero), or `"exponential"` (times 0.95 per epoch).
         precision: a name from `PRECISION_NAMES`; `auto` looks at this machine's CPU (not at GPUs: name the
             precision for one).
         epochs: passes over each fold's training data.

@@ -226,8 +226,12 @@ def build_model(name: str, data_format: str) -> keras.Sequential:
 WARMUP_FRACTION = 0.1
 
 
+# `exponential` multiplies the rate by this after every epoch (the leaderboard recipe's schedule).
+EPOCH_DECAY = 0.95
+
+
 def build_learning_rate(
-    schedule: str, learning_rate: float, total_steps: int
+    schedule: str, learning_rate: float, total_steps: int, steps_per_epoch: int = 1
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """Builds the learning rate an optimizer follows over a run.
 
@@ -235,8 +239,10 @@ def build_learning_rate(
         schedule: `"constant"`, or `"warmup_cosine"`: a linear ramp from zero to `learning_rate` over the
             first `WARMUP_FRACTION` of the steps, then a cosine decay to zero at `total_steps`. The ramp keeps
             Adam's first, poorly estimated steps small; the decay lets a few epochs end in a sharp minimum.
+            `"exponential"`: `learning_rate` times `EPOCH_DECAY` to the power of the finished epochs.
         learning_rate: the constant rate, or the schedule's peak.
         total_steps: optimizer steps in the whole fit (epochs x batches per epoch).
+        steps_per_epoch: batches per epoch; `"exponential"` steps down once per epoch.
 
     Returns:
         A float for `"constant"`, else a Keras `LearningRateSchedule` of the optimizer's step.
@@ -248,6 +254,11 @@ def build_learning_rate(
     if schedule == "constant":
         return learning_rate
     config.check_range("total_steps", total_steps, 1, 2**31 - 1)
+    if schedule == "exponential":
+        config.check_range("steps_per_epoch", steps_per_epoch, 1, 2**31 - 1)
+        return keras.optimizers.schedules.ExponentialDecay(
+            learning_rate, decay_steps=steps_per_epoch, decay_rate=EPOCH_DECAY, staircase=True
+        )
     warmup_steps = max(1, round(WARMUP_FRACTION * total_steps))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,
@@ -277,7 +288,13 @@ def build_optimizer(
 
 
 def compile_model(
-    model: keras.Model, optimizer: str, learning_rate: float, *, schedule: str = "constant", total_steps: int = 1
+    model: keras.Model,
+    optimizer: str,
+    learning_rate: float,
+    *,
+    schedule: str = "constant",
+    total_steps: int = 1,
+    steps_per_epoch: int = 1,
 ) -> keras.Model:
     """Compiles `model` with categorical cross-entropy and accuracy, and returns it.
 
@@ -287,9 +304,12 @@ def compile_model(
         learning_rate: the constant rate, or the schedule's peak.
         schedule: a name from `config.SCHEDULE_NAMES`; see `build_learning_rate`.
         total_steps: optimizer steps in the whole fit; only schedules other than `"constant"` use it.
+        steps_per_epoch: batches per epoch; see `build_learning_rate`.
     """
     model.compile(
-        optimizer=build_optimizer(optimizer, build_learning_rate(schedule, learning_rate, total_steps)),
+        optimizer=build_optimizer(
+            optimizer, build_learning_rate(schedule, learning_rate, total_steps, steps_per_epoch)
+        ),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -221,7 +221,8 @@ def fit_fold(
     _seed_everything(seed)
     models.set_precision(config.effective_precision)
     model = models.build_model(config.model, data_format)
-    total_steps = config.epochs * math.ceil(len(train_indices) / config.batch_size)
+    steps_per_epoch = math.ceil(len(train_indices) / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
     if validation_indices is not None:
         validation_images, validation_labels = dataset.x_train[validation_indices], dataset.y_train[validation_indices]
     elif dataset.has_test_labels:
@@ -244,11 +245,12 @@ def fit_fold(
         verbose=_verbosity(config.quiet),
     )
     if config.loop == "custom":
-        learning_rate = models.build_learning_rate(config.schedule, config.effective_learning_rate, total_steps)
+        learning_rate = models.build_learning_rate(config.schedule, config.effective_learning_rate, total_steps,
+                                                   steps_per_epoch)
         history = loops.fit_custom(model, models.build_optimizer(config.optimizer, learning_rate), plan)
     else:
         models.compile_model(model, config.optimizer, config.effective_learning_rate, schedule=config.schedule,
-                             total_steps=total_steps)
+                             total_steps=total_steps, steps_per_epoch=steps_per_epoch)
         history = loops.fit_keras(model, plan)
 
     def predict(images: np.ndarray) -> np.ndarray:

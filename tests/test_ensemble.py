@@ -121,3 +121,9 @@ def test_recipe_kernel_end_to_end_writes_a_valid_submission(tmp_path, sample_npz
     assert record["config"]["model"] == "strong_cnn"
     assert (record["config"]["seeds"], record["config"]["tta"], record["config"]["budget"]) == (2, 2, "cpu")
     assert len(record["folds"]) == 2 and "model 2/2" in result.stdout
+
+
+def test_exponential_schedule_decays_once_per_epoch():
+    schedule = models.build_learning_rate("exponential", 1e-3, total_steps=30, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 9, 10, 19, 20)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 0.95e-3, 0.95e-3, 0.95**2 * 1e-3], rtol=1e-6)

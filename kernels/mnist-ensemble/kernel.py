@@ -35,7 +35,7 @@ except ImportError:  # a clone without `pip install -e .`: the package sits two 
 from src import cli
 
 KERNEL = "mnist-ensemble"
-DEFAULTS = dict(model="strong_cnn", optimizer="adam", batch_size=64)
+DEFAULTS = dict(model="strong_cnn", optimizer="adam", schedule="exponential", batch_size=64)
 BUDGETS = {
     "cpu": dict(folds=3, epochs=15, seeds=1),
     "gpu": dict(folds=5, epochs=45, seeds=3),
