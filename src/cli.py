@@ -6,7 +6,9 @@ Nothing heavy is imported at module level: `--help` and flag errors answer befor
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,6 +92,12 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
                         "trains nothing")
     parser.add_argument("--restart", action="store_true", default=base.restart,
                         help="discard an unfinished run of the same command instead of resuming it")
+    parser.add_argument("--strategy", default=base.strategy, choices=run_config.STRATEGY_NAMES,
+                        help="tf.distribute strategy: auto picks a TPU, else MirroredStrategy over several GPUs, else "
+                        "none; multiworker reads TF_CONFIG; --batch-size is per replica (default: %(default)s)")
+    parser.add_argument("--fold-index", type=int, metavar="I", default=base.fold_index,
+                        help="train only fold I (0-based) of --folds K and save its probabilities; `make collect` "
+                        "blends the folds run apart (default: every fold)")
     return parser
 
 
@@ -113,10 +121,13 @@ def run_kernel(config: run_config.RunConfig) -> dict:
     Returns:
         The run record, with the paths of what was written under `"outputs"`.
     """
-    from src import data, files, paths, records, submission, training
+    from src import data, distribute, files, paths, records, submission, training
 
     configure_logging(config.quiet)
     started = time.perf_counter()
+    # First: MultiWorkerMirroredStrategy must start before TensorFlow runs anything else.
+    distribution = distribute.select(config.strategy)
+    distribute.check_config(config, distribution)
     dataset = data.load_dataset(config.data)
     logger.info(
         "data: %s (%s): %d training images, %d test images%s",
@@ -124,16 +135,33 @@ def run_kernel(config: run_config.RunConfig) -> dict:
         "" if dataset.has_test_labels else " without labels",
     )
     data_sha256 = data.source_sha256(dataset.source)
+    out_dir, logs_root, scratch = config.output_dir, paths.logs_dir(), None
+    if not distribution.is_chief:
+        # Every worker trains, but only the chief writes; the others checkpoint into a folder they delete.
+        scratch = Path(tempfile.mkdtemp(prefix=f"digit-kit-worker-{distribution.worker_index}-"))
+        out_dir, logs_root = scratch, scratch / "logs"
     if config.restore:
-        run = records.start_run(config.kernel, config.output_dir)
+        run = records.start_run(config.kernel, out_dir)
         result = training.predict_restored(dataset, config, config.restore)
     else:
         identity = records.run_identity(config.to_dict(), data_sha256)
-        run = records.start_run(config.kernel, config.output_dir, identity=identity, restart=config.restart)
-        logger.info("run: %s (model %s, %s at %g, %d epochs, batch %d, %d fold%s, loop %s%s)", run.workdir,
-                    config.model, config.optimizer, config.effective_learning_rate, config.epochs, config.batch_size,
-                    config.folds, "" if config.folds == 1 else "s", config.loop, ", eager" if config.eager else "")
-        result = training.cross_validate(dataset, config, workdir=run.workdir, logs_dir=paths.logs_dir() / run.name)
+        # A multi-worker run starts afresh: its workers would all have to resume the same fold and epoch.
+        run = records.start_run(config.kernel, out_dir, identity=identity if distribution.workers == 1 else None,
+                                restart=config.restart)
+        global_batch = distribution.global_batch_size(config.batch_size)
+        batch = str(config.batch_size) if distribution.replicas == 1 else \
+            f"{config.batch_size} per replica x {distribution.replicas} = {global_batch}"
+        logger.info("run: %s (model %s, %s at %g, %d epochs, batch %s, %d fold%s%s, loop %s%s)", run.workdir,
+                    config.model, config.optimizer, config.effective_learning_rate, config.epochs, batch,
+                    config.folds, "" if config.folds == 1 else "s",
+                    "" if config.fold_index is None else f" (fold {config.fold_index} only)", config.loop,
+                    ", eager" if config.eager else "")
+        with distribute.worker_failures(distribution):
+            result = training.cross_validate(dataset, config, workdir=run.workdir, logs_dir=logs_root / run.name)
+    if scratch is not None:
+        records.finish_run(run)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return {"worker": {"index": distribution.worker_index, "count": distribution.workers}, "outputs": {}}
     probabilities = records.write_probabilities(run, result)
     submission_path = submission.write_submission(
         result.test_labels, run.path(".csv"), expected_rows=len(dataset.x_test)
@@ -142,6 +170,9 @@ def run_kernel(config: run_config.RunConfig) -> dict:
                                   seconds=time.perf_counter() - started, submission=submission_path)
     if config.restore:
         record["restored_from"] = str(config.restore)
+    record["distribution"] = {"strategy": distribution.kind, "requested": distribution.requested,
+                              "replicas": distribution.replicas, "workers": distribution.workers,
+                              "global_batch_size": distribution.global_batch_size(config.batch_size)}
     record_path = records.write_record(run, record)
     records.finish_run(run)
     record["outputs"] = {"submission": str(submission_path), "record": str(record_path),
@@ -160,7 +191,10 @@ def run_kernel(config: run_config.RunConfig) -> dict:
 
 
 def summary_line(record: dict) -> str:
-    """Returns a run's final line: the submission's path and its accuracy."""
+    """Returns a run's final line: the submission's path and its accuracy (a worker's: that the chief wrote it)."""
+    if "worker" in record:
+        return (f"worker {record['worker']['index']} of {record['worker']['count']}: trained; the chief (worker 0) "
+                "wrote the submission")
     scores = []
     if record["cv_mean"] is not None and record["config"]["folds"] > 1:
         scores.append(f"cv_accuracy={record['cv_mean']:.4f}±{record['cv_std']:.4f}")

@@ -13,6 +13,8 @@ from src.errors import KitError
 MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn")
 OPTIMIZER_NAMES = ("adadelta", "adam", "rmsprop")
 LOOP_NAMES = ("fit", "custom")
+# tf.distribute strategies a run can train under (see src/distribute.py).
+STRATEGY_NAMES = ("auto", "none", "mirrored", "multiworker", "tpu")
 # Adadelta's rate is 1.0 as in the classic Keras MNIST CNN: Keras 3's default of 0.001 leaves that model
 # near 84% after 12 epochs instead of 99.25% (keras-team/keras#13815).
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 1e-3, "rmsprop": 1e-3}
@@ -41,6 +43,10 @@ class RunConfig:
         eager: run the training step eagerly instead of compiled into a graph (`tf.function`).
         restore: a checkpoint, saved model or run folder to predict with; nothing is trained.
         restart: discard an unfinished run of the same configuration instead of resuming it.
+        strategy: the `tf.distribute` strategy: `auto` (a TPU, else several GPUs mirrored, else none),
+            `none`, `mirrored`, `multiworker` (from `TF_CONFIG`) or `tpu`; `batch_size` is per replica.
+        fold_index: train only this fold (0-based) of `folds` and save its probabilities, for folds run as
+            separate Kaggle kernels (`make push-folds`); None trains every fold.
     """
 
     kernel: str
@@ -59,15 +65,29 @@ class RunConfig:
     eager: bool = False
     restore: str | None = None
     restart: bool = False
+    strategy: str = "auto"
+    fold_index: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_NAMES)
         check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         check_choice("loop", self.loop, LOOP_NAMES)
+        check_choice("strategy", self.strategy, STRATEGY_NAMES)
         check_range("epochs", self.epochs, 1, 10_000)
         check_range("batch_size", self.batch_size, 1, 65_536)
         check_range("folds", self.folds, 1, MAX_FOLDS)
         check_range("seed", self.seed, 0, 2**31 - 1)
+        if self.fold_index is not None:
+            if self.folds < 2:
+                raise KitError(f"fold_index needs folds of 2 or more (one fold of K); pass --folds K. "
+                               f"Received: fold_index={self.fold_index!r}, folds={self.folds}.")
+            check_range("fold_index", self.fold_index, 0, self.folds - 1)
+        if self.strategy == "multiworker" and self.loop == "fit":
+            # Keras 3's model.fit reduces values across workers in ways MultiWorkerMirroredStrategy refuses
+            # (keras-team/keras#20585, still so in Keras 3.15); the custom loop does its own reductions.
+            raise KitError("strategy multiworker trains with the custom loop only: Keras 3's model.fit fails under "
+                           "MultiWorkerMirroredStrategy (keras-team/keras#20585); add --loop custom. "
+                           "Received: strategy='multiworker', loop='fit'.")
         if self.learning_rate is not None and not 0 < self.learning_rate <= 100:
             raise KitError(
                 f"learning_rate must be a number in (0, 100]. Received: learning_rate={self.learning_rate}."

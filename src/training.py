@@ -171,13 +171,22 @@ def fit_fold(
 
     Returns:
         The fold's `FoldResult`.
+
+    The model and its optimizer are created in the scope of the run's `tf.distribute` strategy
+    (`distribute.select(config.strategy)`); a step then reads `config.batch_size` images per replica.
     """
-    from src import loops, models
+    from src import distribute, loops, models
 
     started = time.perf_counter()
+    distribution = distribute.select(config.strategy)
     seed = fold_seed(config.seed, fold_index)
     _seed_everything(seed)
-    model = models.build_model(config.model, data_format)
+    with distribution.strategy.scope():
+        model = models.build_model(config.model, data_format)
+        if config.loop == "custom":
+            optimizer = models.build_optimizer(config.optimizer, config.effective_learning_rate)
+        else:
+            models.compile_model(model, config.optimizer, config.effective_learning_rate)
     if validation_indices is not None:
         validation_images, validation_labels = dataset.x_train[validation_indices], dataset.y_train[validation_indices]
     elif dataset.has_test_labels:
@@ -190,7 +199,7 @@ def fit_fold(
         y_train=dataset.y_train[train_indices],
         x_validation=validation_images,
         y_validation=validation_labels,
-        batch_size=config.batch_size,
+        batch_size=distribution.global_batch_size(config.batch_size),
         epochs=config.epochs,
         seed=seed,
         data_format=data_format,
@@ -198,17 +207,24 @@ def fit_fold(
         logs_dir=logs_dir / f"fold-{fold_index}" if logs_dir is not None else None,
         eager=config.eager,
         verbose=_verbosity(config.quiet),
+        strategy=None if distribution.kind == "none" else distribution.strategy,
+        drop_remainder=distribution.fixed_shapes,
     )
+    if plan.steps_per_epoch == 0:
+        raise KitError(f"A step's batch ({config.batch_size} per replica x {distribution.replicas} replicas) is "
+                       f"larger than fold {fold_index}'s {len(train_indices)} training images; lower --batch-size. "
+                       f"Received: batch_size={config.batch_size}.")
     if config.loop == "custom":
-        optimizer = models.build_optimizer(config.optimizer, config.effective_learning_rate)
         history = loops.fit_custom(model, optimizer, plan)
     else:
-        models.compile_model(model, config.optimizer, config.effective_learning_rate)
         history = loops.fit_keras(model, plan)
 
     def predict(images: np.ndarray) -> np.ndarray:
-        pipeline = data.make_pipeline(images, batch_size=PREDICT_BATCH_SIZE, data_format=data_format)
-        return model.predict(pipeline, verbose=0).astype(np.float32)
+        # On a TPU every batch has the same shape: blank rows fill the last one and are cut off again.
+        batch_size = distribution.global_batch_size(PREDICT_BATCH_SIZE // distribution.replicas or 1)
+        padded = distribute.pad_rows(images, batch_size) if distribution.fixed_shapes else images
+        pipeline = data.make_pipeline(padded, batch_size=batch_size, data_format=data_format)
+        return model.predict(pipeline, verbose=0)[: len(images)].astype(np.float32)
 
     test_probabilities = predict(dataset.x_test)
     test_accuracy = accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None
@@ -310,6 +326,8 @@ def cross_validate(
     trained_seconds: list[float] = []
     folds: list[FoldResult] = []
     for fold_index, (train_indices, validation_indices) in enumerate(splits):
+        if config.fold_index is not None and fold_index != config.fold_index:
+            continue  # --fold-index: the other folds run elsewhere (make push-folds)
         saved = _fold_path(workdir, fold_index) if workdir is not None else None
         if saved is not None and saved.is_file():
             fold = _load_fold(saved)
@@ -331,7 +349,7 @@ def cross_validate(
                 _save_fold(saved, fold)
                 _remove_backup(workdir, fold_index)
         folds.append(fold)
-        remaining = num_folds - fold_index - 1
+        remaining = 0 if config.fold_index is not None else num_folds - fold_index - 1
         estimate = np.mean(trained_seconds) * remaining if trained_seconds else 0.0
         score = f"{fold.validation_accuracy:.4f}" if fold.validation_accuracy is not None else "n/a"
         logger.info(
@@ -355,7 +373,9 @@ def ensemble(folds: list[FoldResult], dataset: data.Dataset) -> CrossValidation:
     test_probabilities = np.mean([fold.test_probabilities for fold in folds], axis=0)
     oof_probabilities = None
     oof_accuracy = None
-    if all(fold.validation_indices is not None for fold in folds):
+    # Out-of-fold predictions exist only when the folds hold out every training row (not for one fold of K).
+    if all(fold.validation_indices is not None for fold in folds) and \
+            sum(len(fold.validation_indices) for fold in folds) == len(dataset.y_train):
         oof_probabilities = np.zeros((len(dataset.y_train), data.NUM_CLASSES), dtype=np.float32)
         for fold in folds:
             oof_probabilities[fold.validation_indices] = fold.validation_probabilities
