@@ -290,10 +290,32 @@ def _command_push(args: argparse.Namespace) -> int:
     from src import kaggle
 
     configure_logging()
-    result = kaggle.push(args.kernel)
+    result = kaggle.push(args.kernel, accelerator=args.accelerator)
     version = f"version {result.version}" if result.version is not None else "a new version"
     print(f"pushed {result.ref} {version}: {result.url}")
     print(f"next: `make status KERNEL={result.bundle.name}`, then `make output KERNEL={result.bundle.name}`")
+    return 0
+
+
+def _command_push_folds(args: argparse.Namespace) -> int:
+    from src import kaggle
+
+    configure_logging()
+    results = kaggle.push_folds(args.kernel, args.folds, accelerator=args.accelerator)
+    for result in results:
+        version = f"version {result.version}" if result.version is not None else "a new version"
+        print(f"pushed {result.ref} {version}: {result.url}")
+    name = kaggle.kernel_dir(args.kernel).resolve().name
+    print(f"next: when all {len(results)} are complete, `make collect KERNEL={name}` blends them")
+    return 0
+
+
+def _command_collect(args: argparse.Namespace) -> int:
+    from src import kaggle
+
+    configure_logging()
+    record = kaggle.collect(args.kernel, data_path=args.data, out_dir=Path(args.out) if args.out else None)
+    print(summary_line(record), flush=True)
     return 0
 
 
@@ -385,9 +407,23 @@ def build_parser() -> ArgumentParser:
     bundle = commands.add_parser("bundle", help="write build/kernels/<name>/: one self-contained kernel.py for Kaggle")
     bundle.add_argument("kernel", help=kernel_help)
     bundle.set_defaults(handler=_command_bundle)
+    accelerator_help = "the Kaggle machine: none (CPU), gpu (two T4s), tpu (a TPU v5e-8) (default: the metadata's)"
     push = commands.add_parser("push", help="check, bundle and push a kernel to Kaggle (kaggle kernels push)")
     push.add_argument("kernel", help=kernel_help)
+    push.add_argument("--accelerator", choices=("none", "gpu", "tpu"), help=accelerator_help)
     push.set_defaults(handler=_command_push)
+    push_folds = commands.add_parser("push-folds", help="push one Kaggle kernel per fold, <slug>-fold-<i>, run side "
+                                     "by side")
+    push_folds.add_argument("kernel", help=kernel_help)
+    push_folds.add_argument("--folds", type=int, default=5, help="K, the folds (default: %(default)s)")
+    push_folds.add_argument("--accelerator", choices=("none", "gpu", "tpu"), help=accelerator_help)
+    push_folds.set_defaults(handler=_command_push_folds)
+    collect = commands.add_parser("collect", help="download the fold kernels' outputs and blend them into one "
+                                  "submission, as a local k-fold run")
+    collect.add_argument("kernel", help=kernel_help)
+    collect.add_argument("--data", help="the data the folds trained on (default: input/); its sha256 must match")
+    collect.add_argument("--out", help="folder for the blend's files (default: submissions/)")
+    collect.set_defaults(handler=_command_collect)
     status = commands.add_parser("status", help="the status of a kernel's latest run on Kaggle")
     status.add_argument("kernel", help=kernel_help)
     status.set_defaults(handler=_command_status)

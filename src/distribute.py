@@ -88,7 +88,8 @@ class Distribution:
 
     def describe(self) -> str:
         """Returns one line naming the strategy, its replicas and this process's place."""
-        name = type(self.strategy).__name__ if self.kind != "none" else "default strategy"
+        name = {"none": "default strategy", "mirrored": "MirroredStrategy",
+                "multiworker": "MultiWorkerMirroredStrategy", "tpu": "TPUStrategy"}[self.kind]
         where = f"worker {self.worker_index} of {self.workers}{' (chief)' if self.is_chief else ''}, " \
             if self.workers > 1 else ""
         devices = ", ".join(device.rsplit("/", 1)[-1].removeprefix("device:") for device in self.devices)
