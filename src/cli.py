@@ -196,7 +196,10 @@ def summary_line(record: dict) -> str:
         return (f"worker {record['worker']['index']} of {record['worker']['count']}: trained; the chief (worker 0) "
                 "wrote the submission")
     scores = []
-    if record["cv_mean"] is not None and record["config"]["folds"] > 1:
+    fold_index = record["config"].get("fold_index")
+    if record["cv_mean"] is not None and fold_index is not None:
+        scores.append(f"fold {fold_index} of {record['config']['folds']}: validation_accuracy={record['cv_mean']:.4f}")
+    elif record["cv_mean"] is not None and record["config"]["folds"] > 1:
         scores.append(f"cv_accuracy={record['cv_mean']:.4f}±{record['cv_std']:.4f}")
         scores.append(f"oof_accuracy={record['oof_accuracy']:.4f}")
     if record["test_accuracy"] is not None:
