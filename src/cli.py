@@ -125,15 +125,17 @@ def run_kernel(config: run_config.RunConfig) -> dict:
 
     configure_logging(config.quiet)
     started = time.perf_counter()
-    # First: MultiWorkerMirroredStrategy must start before TensorFlow runs anything else.
-    distribution = distribute.select(config.strategy)
-    distribute.check_config(config, distribution)
+    # MultiWorkerMirroredStrategy must start before TensorFlow runs anything else (the TFRecord loader would);
+    # the others start after the data, so that bad data fails at once, before TensorFlow loads.
+    early = distribute.select(config.strategy) if config.strategy == "multiworker" else None
     dataset = data.load_dataset(config.data)
     logger.info(
         "data: %s (%s): %d training images, %d test images%s",
         dataset.source, dataset.kind, len(dataset.y_train), len(dataset.x_test),
         "" if dataset.has_test_labels else " without labels",
     )
+    distribution = early or distribute.select(config.strategy)
+    distribute.check_config(config, distribution)
     data_sha256 = data.source_sha256(dataset.source)
     out_dir, logs_root, scratch = config.output_dir, paths.logs_dir(), None
     if not distribution.is_chief:

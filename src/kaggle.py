@@ -658,8 +658,12 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None, *, accelera
 # --- push, status, output -------------------------------------------------------------------------
 
 
-def _kernel_failures(ref: str, name: str, pushing: bool = False) -> tuple[Failure, Failure]:
-    """Returns how to explain a 403 and a 404 for a call about kernel `ref` (a push, or a call after one)."""
+def _kernel_failures(ref: str, name: str, pushing: bool = False,
+                     push_command: str | None = None) -> tuple[Failure, Failure]:
+    """Returns how to explain a 403 and a 404 for a call about kernel `ref` (a push, or a call after one).
+
+    `push_command` is what pushes the kernel, for a 404; default `make push KERNEL=<name>`.
+    """
     owner = ref.split("/")[0]
     # `kaggle kernels status` and `output` report a 401 and a 403 alike, with a long text of their own.
     forbidden = Failure(FORBIDDEN.pattern, f"access to kernel {ref} was refused", "401/403",
@@ -670,7 +674,7 @@ def _kernel_failures(ref: str, name: str, pushing: bool = False) -> tuple[Failur
                             "check that the id's owner is your username and the sources in kernel-metadata.json")
     else:
         not_found = Failure(NOT_FOUND.pattern, f"Kaggle has no kernel {ref}", "404 Not Found",
-                            f"push it first with `make push KERNEL={name}`")
+                            f"push it first with `{push_command or f'make push KERNEL={name}'}`")
     return forbidden, not_found
 
 
@@ -786,9 +790,12 @@ def kernel_status(kernel: str | os.PathLike) -> KernelStatus:
     return status_of(kernel_ref(folder), folder.resolve().name)
 
 
-def status_of(ref: str, name: str) -> KernelStatus:
-    """Returns the status of the latest run of kernel `ref` on Kaggle; `name` is its folder, for messages."""
-    forbidden, not_found = _kernel_failures(ref, name)
+def status_of(ref: str, name: str, push_command: str | None = None) -> KernelStatus:
+    """Returns the status of the latest run of kernel `ref` on Kaggle.
+
+    `name` (the kernel's folder) and `push_command` (what pushes `ref`) are for messages.
+    """
+    forbidden, not_found = _kernel_failures(ref, name, push_command=push_command)
     output = run_cli(["kernels", "status", ref], f"get the status of kernel {ref}", forbidden, not_found)
     found = re.search(r'has status "(?:\w+\.)?(\w+)"', output)
     if not found:
@@ -816,18 +823,19 @@ def download_output(kernel: str | os.PathLike, out_dir: Path | None = None) -> P
     return download_output_of(kernel_ref(folder), Path(out_dir or paths.KERNEL_OUTPUTS_DIR) / name, name)
 
 
-def download_output_of(ref: str, target: Path, name: str) -> Path:
+def download_output_of(ref: str, target: Path, name: str, push_command: str | None = None) -> Path:
     """Downloads the output of the latest run of kernel `ref` into `target` (see `download_output`).
 
     Args:
         ref: the kernel's `<owner>/<slug>`.
         target: the folder to fill; it is replaced only once every file has arrived.
         name: the kernel's folder name, for messages.
+        push_command: what pushes `ref`, for a 404; default `make push KERNEL=<name>`.
 
     Returns:
         `target`.
     """
-    forbidden, not_found = _kernel_failures(ref, name)
+    forbidden, not_found = _kernel_failures(ref, name, push_command=push_command)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{name}-download-", dir=target.parent))
@@ -879,7 +887,7 @@ def _fetch_fold(ref: str, fold_index: int, target: Path, name: str) -> FetchedFo
     """Downloads one fold kernel's output and finds its run record and saved fold in it."""
     from src import records
 
-    download_output_of(ref, target, name)
+    download_output_of(ref, target, name, push_command=f"make push-folds KERNEL={name}")
     found = [(path, record) for path, record in records.find_records(target)
              if record["config"].get("fold_index") == fold_index]
     if not found:
@@ -943,7 +951,8 @@ def collect(kernel: str | os.PathLike, data_path: str | None = None, out_dir: Pa
     downloads = Path(downloads_dir or paths.KERNEL_OUTPUTS_DIR) / f"{name}-folds"
 
     def unfinished(indices) -> list[str]:
-        states = [(index, status_of(fold_ref(ref, index), name)) for index in indices]
+        states = [(index, status_of(fold_ref(ref, index), name, push_command=f"make push-folds KERNEL={name}"))
+                  for index in indices]
         return [f"fold {index} {state.status}" + (f" ({state.failure_message})" if state.failure_message else "")
                 for index, state in states if state.status != "complete"]
 

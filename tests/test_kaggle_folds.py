@@ -225,3 +225,25 @@ def test_collect_of_a_kernel_without_fold_outputs_names_push_folds(fake_kaggle, 
 
     with pytest.raises(KitError, match=f"holds no run record of fold 0.*make push-folds KERNEL={KERNEL}"):
         kaggle.collect(KERNEL, out_dir=tmp_path / "blend")
+
+
+def test_collect_of_folds_never_pushed_says_to_push_them(fake_kaggle, tmp_path):  # noqa: F811
+    fake_kaggle.fail("GetKernelSessionStatus", 404)
+
+    with pytest.raises(KitError, match=f"no kernel {FAKE_USERNAME}/{fold_slug(0)}.*`make push-folds KERNEL={KERNEL}`"):
+        kaggle.collect(KERNEL, out_dir=tmp_path / "blend")
+
+
+@pytest.mark.skipif(Path(sys.prefix).resolve() != (paths.REPO_ROOT / ".venv").resolve(),
+                    reason="make uses the repository's .venv; run the suite from it (make test)")
+def test_make_passes_folds_and_accelerator_on():
+    def dry_run(*arguments: str) -> str:
+        completed = subprocess.run(["make", "--no-print-directory", "-n", *arguments], cwd=paths.REPO_ROOT,
+                                   capture_output=True, text=True, timeout=60)
+        assert completed.returncode == 0, completed.stderr
+        return completed.stdout
+
+    assert "-m src push-folds kernels/mnist-cnn --folds 3 --accelerator tpu" in \
+        dry_run("push-folds", "KERNEL=mnist-cnn", "FOLDS=3", "ACCELERATOR=tpu")
+    assert "-m src push kernels/mnist-cnn --accelerator gpu" in dry_run("push", "KERNEL=mnist-cnn", "ACCELERATOR=gpu")
+    assert "-m src collect kernels/mnist-cnn" in dry_run("collect", "KERNEL=mnist-cnn")
