@@ -9,8 +9,10 @@ KERNEL ?= mnist-cnn
 ARGS ?=
 FILE ?=
 MESSAGE ?=
+ACCELERATOR ?=
+FOLDS ?= 5
 
-.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel bundle push status output submit tensorboard bench-graph bench-recipe bench bench-quick
+.PHONY: help setup data train test lint runs clean bench-accuracy check-kernel bundle push push-folds collect status output submit tensorboard bench-graph bench-recipe bench bench-quick
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -42,8 +44,14 @@ train: check-kernel data ## Train KERNEL (default mnist-cnn) on input/ and write
 bundle: setup ## Write build/kernels/KERNEL/: one self-contained kernel.py and its metadata for Kaggle.
 	@$(PY) -m src bundle kernels/$(KERNEL)
 
-push: setup ## Check, bundle and push KERNEL to Kaggle; prints the kernel's URL and version.
-	@$(PY) -m src push kernels/$(KERNEL)
+push: setup ## Check, bundle and push KERNEL to Kaggle (ACCELERATOR=none|gpu|tpu picks the machine); prints URL and version.
+	@$(PY) -m src push kernels/$(KERNEL) $(if $(ACCELERATOR),--accelerator $(ACCELERATOR))
+
+push-folds: setup ## Push one Kaggle kernel per fold of KERNEL (FOLDS=5, ACCELERATOR as for push), run side by side.
+	@$(PY) -m src push-folds kernels/$(KERNEL) --folds $(FOLDS) $(if $(ACCELERATOR),--accelerator $(ACCELERATOR))
+
+collect: setup ## Download KERNEL's fold kernels' outputs and blend them into one submission, as a local k-fold run.
+	@$(PY) -m src collect kernels/$(KERNEL)
 
 status: setup ## Show the status of KERNEL's latest run on Kaggle.
 	@$(PY) -m src status kernels/$(KERNEL)

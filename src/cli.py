@@ -6,7 +6,9 @@ Nothing heavy is imported at module level: `--help` and flag errors answer befor
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -101,6 +103,12 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
     parser.add_argument("--tta", type=int, default=base.tta,
                         help="predict with the mean over N augmented copies of each image; 0 for none "
                         "(default: %(default)s)")
+    parser.add_argument("--strategy", default=base.strategy, choices=run_config.STRATEGY_NAMES,
+                        help="tf.distribute strategy: auto picks a TPU, else MirroredStrategy over several GPUs, else "
+                        "none; multiworker reads TF_CONFIG; --batch-size is per replica (default: %(default)s)")
+    parser.add_argument("--fold-index", type=int, metavar="I", default=base.fold_index,
+                        help="train only fold I (0-based) of --folds K and save its probabilities; `make collect` "
+                        "blends the folds run apart (default: every fold)")
     return parser
 
 
@@ -154,28 +162,49 @@ def run_kernel(config: run_config.RunConfig) -> dict:
     Returns:
         The run record, with the paths of what was written under `"outputs"`.
     """
-    from src import data, files, paths, records, submission, training
+    from src import data, distribute, files, paths, records, submission, training
 
     configure_logging(config.quiet)
     started = time.perf_counter()
+    # MultiWorkerMirroredStrategy must start before TensorFlow runs anything else (the TFRecord loader would);
+    # the others start after the data, so that bad data fails at once, before TensorFlow loads.
+    early = distribute.select(config.strategy) if config.strategy == "multiworker" else None
     dataset = data.load_dataset(config.data)
     logger.info(
         "data: %s (%s): %d training images, %d test images%s",
         dataset.source, dataset.kind, len(dataset.y_train), len(dataset.x_test),
         "" if dataset.has_test_labels else " without labels",
     )
+    distribution = early or distribute.select(config.strategy)
+    distribute.check_config(config, distribution)
     data_sha256 = data.source_sha256(dataset.source)
+    out_dir, logs_root, scratch = config.output_dir, paths.logs_dir(), None
+    if not distribution.is_chief:
+        # Every worker trains, but only the chief writes; the others checkpoint into a folder they delete.
+        scratch = Path(tempfile.mkdtemp(prefix=f"digit-kit-worker-{distribution.worker_index}-"))
+        out_dir, logs_root = scratch, scratch / "logs"
     if config.restore:
-        run = records.start_run(config.kernel, config.output_dir)
+        run = records.start_run(config.kernel, out_dir)
         result = training.predict_restored(dataset, config, config.restore)
     else:
         identity = records.run_identity(config.to_dict(), data_sha256)
-        run = records.start_run(config.kernel, config.output_dir, identity=identity, restart=config.restart)
-        logger.info("run: %s (model %s, %s at %g, %s schedule, %d epochs, batch %d, %d fold%s, loop %s%s, %s)",
+        # A multi-worker run starts afresh: its workers would all have to resume the same fold and epoch.
+        run = records.start_run(config.kernel, out_dir, identity=identity if distribution.workers == 1 else None,
+                                restart=config.restart)
+        global_batch = distribution.global_batch_size(config.batch_size)
+        batch = str(config.batch_size) if distribution.replicas == 1 else \
+            f"{config.batch_size} per replica x {distribution.replicas} = {global_batch}"
+        logger.info("run: %s (model %s, %s at %g, %s schedule, %d epochs, batch %s, %d fold%s%s, loop %s%s, %s)",
                     run.workdir, config.model, config.optimizer, config.effective_learning_rate, config.schedule,
-                    config.epochs, config.batch_size, config.folds, "" if config.folds == 1 else "s", config.loop,
+                    config.epochs, batch, config.folds, "" if config.folds == 1 else "s",
+                    "" if config.fold_index is None else f" (fold {config.fold_index} only)", config.loop,
                     ", eager" if config.eager else "", config.effective_precision)
-        result = training.cross_validate(dataset, config, workdir=run.workdir, logs_dir=paths.logs_dir() / run.name)
+        with distribute.worker_failures(distribution):
+            result = training.cross_validate(dataset, config, workdir=run.workdir, logs_dir=logs_root / run.name)
+    if scratch is not None:
+        records.finish_run(run)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return {"worker": {"index": distribution.worker_index, "count": distribution.workers}, "outputs": {}}
     probabilities = records.write_probabilities(run, result)
     submission_path = submission.write_submission(
         result.test_labels, run.path(".csv"), expected_rows=len(dataset.x_test)
@@ -184,6 +213,9 @@ def run_kernel(config: run_config.RunConfig) -> dict:
                                   seconds=time.perf_counter() - started, submission=submission_path)
     if config.restore:
         record["restored_from"] = str(config.restore)
+    record["distribution"] = {"strategy": distribution.kind, "requested": distribution.requested,
+                              "replicas": distribution.replicas, "workers": distribution.workers,
+                              "global_batch_size": distribution.global_batch_size(config.batch_size)}
     record_path = records.write_record(run, record)
     records.finish_run(run)
     record["outputs"] = {"submission": str(submission_path), "record": str(record_path),
@@ -202,9 +234,15 @@ def run_kernel(config: run_config.RunConfig) -> dict:
 
 
 def summary_line(record: dict) -> str:
-    """Returns a run's final line: the submission's path and its accuracy."""
+    """Returns a run's final line: the submission's path and its accuracy (a worker's: that the chief wrote it)."""
+    if "worker" in record:
+        return (f"worker {record['worker']['index']} of {record['worker']['count']}: trained; the chief (worker 0) "
+                "wrote the submission")
     scores = []
-    if record["cv_mean"] is not None and record["config"]["folds"] > 1:
+    fold_index = record["config"].get("fold_index")
+    if record["cv_mean"] is not None and fold_index is not None:
+        scores.append(f"fold {fold_index} of {record['config']['folds']}: validation_accuracy={record['cv_mean']:.4f}")
+    elif record["cv_mean"] is not None and record["config"]["folds"] > 1:
         scores.append(f"cv_accuracy={record['cv_mean']:.4f}±{record['cv_std']:.4f}")
         scores.append(f"oof_accuracy={record['oof_accuracy']:.4f}")
     if record["test_accuracy"] is not None:
@@ -298,10 +336,32 @@ def _command_push(args: argparse.Namespace) -> int:
     from src import kaggle
 
     configure_logging()
-    result = kaggle.push(args.kernel)
+    result = kaggle.push(args.kernel, accelerator=args.accelerator)
     version = f"version {result.version}" if result.version is not None else "a new version"
     print(f"pushed {result.ref} {version}: {result.url}")
     print(f"next: `make status KERNEL={result.bundle.name}`, then `make output KERNEL={result.bundle.name}`")
+    return 0
+
+
+def _command_push_folds(args: argparse.Namespace) -> int:
+    from src import kaggle
+
+    configure_logging()
+    results = kaggle.push_folds(args.kernel, args.folds, accelerator=args.accelerator)
+    for result in results:
+        version = f"version {result.version}" if result.version is not None else "a new version"
+        print(f"pushed {result.ref} {version}: {result.url}")
+    name = kaggle.kernel_dir(args.kernel).resolve().name
+    print(f"next: when all {len(results)} are complete, `make collect KERNEL={name}` blends them")
+    return 0
+
+
+def _command_collect(args: argparse.Namespace) -> int:
+    from src import kaggle
+
+    configure_logging()
+    record = kaggle.collect(args.kernel, data_path=args.data, out_dir=Path(args.out) if args.out else None)
+    print(summary_line(record), flush=True)
     return 0
 
 
@@ -393,9 +453,23 @@ def build_parser() -> ArgumentParser:
     bundle = commands.add_parser("bundle", help="write build/kernels/<name>/: one self-contained kernel.py for Kaggle")
     bundle.add_argument("kernel", help=kernel_help)
     bundle.set_defaults(handler=_command_bundle)
+    accelerator_help = "the Kaggle machine: none (CPU), gpu (two T4s), tpu (a TPU v5e-8) (default: the metadata's)"
     push = commands.add_parser("push", help="check, bundle and push a kernel to Kaggle (kaggle kernels push)")
     push.add_argument("kernel", help=kernel_help)
+    push.add_argument("--accelerator", choices=("none", "gpu", "tpu"), help=accelerator_help)
     push.set_defaults(handler=_command_push)
+    push_folds = commands.add_parser("push-folds", help="push one Kaggle kernel per fold, <slug>-fold-<i>, run side "
+                                     "by side")
+    push_folds.add_argument("kernel", help=kernel_help)
+    push_folds.add_argument("--folds", type=int, default=5, help="K, the folds (default: %(default)s)")
+    push_folds.add_argument("--accelerator", choices=("none", "gpu", "tpu"), help=accelerator_help)
+    push_folds.set_defaults(handler=_command_push_folds)
+    collect = commands.add_parser("collect", help="download the fold kernels' outputs and blend them into one "
+                                  "submission, as a local k-fold run")
+    collect.add_argument("kernel", help=kernel_help)
+    collect.add_argument("--data", help="the data the folds trained on (default: input/); its sha256 must match")
+    collect.add_argument("--out", help="folder for the blend's files (default: submissions/)")
+    collect.set_defaults(handler=_command_collect)
     status = commands.add_parser("status", help="the status of a kernel's latest run on Kaggle")
     status.add_argument("kernel", help=kernel_help)
     status.set_defaults(handler=_command_status)

@@ -22,6 +22,8 @@ PRECISION_NAMES = ("float32", "mixed_bfloat16", "auto")
 # CPU flags of native bfloat16 arithmetic (Intel AMX, AVX-512 BF16), which oneDNN runs convolutions with.
 BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 LOOP_NAMES = ("fit", "custom")
+# tf.distribute strategies a run can train under (see src/distribute.py).
+STRATEGY_NAMES = ("auto", "none", "mirrored", "multiworker", "tpu")
 # Adadelta's rate is 1.0 as in the classic Keras MNIST CNN: Keras 3's default of 0.001 leaves that model
 # near 84% after 12 epochs instead of 99.25% (keras-team/keras#13815).
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 1e-3, "rmsprop": 1e-3}
@@ -57,6 +59,10 @@ class RunConfig:
         seeds: models trained per fold, each from its own seed; the fold predicts with their mean.
         tta: test-time augmentation: 0 predicts the images as they are, N the mean over N augmented copies.
         budget: the named set of defaults a recipe kernel started from (`--budget`), for the record.
+        strategy: the `tf.distribute` strategy: `auto` (a TPU, else several GPUs mirrored, else none),
+            `none`, `mirrored`, `multiworker` (from `TF_CONFIG`) or `tpu`; `batch_size` is per replica.
+        fold_index: train only this fold (0-based) of `folds` and save its probabilities, for folds run as
+            separate Kaggle kernels (`make push-folds`); None trains every fold.
     """
 
     kernel: str
@@ -80,6 +86,8 @@ class RunConfig:
     seeds: int = 1
     tta: int = 0
     budget: str | None = None
+    strategy: str = "auto"
+    fold_index: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_NAMES)
@@ -87,12 +95,24 @@ class RunConfig:
         check_choice("loop", self.loop, LOOP_NAMES)
         check_choice("schedule", self.schedule, SCHEDULE_NAMES)
         check_choice("precision", self.precision, PRECISION_NAMES)
+        check_choice("strategy", self.strategy, STRATEGY_NAMES)
         check_range("epochs", self.epochs, 1, 10_000)
         check_range("batch_size", self.batch_size, 1, 65_536)
         check_range("folds", self.folds, 1, MAX_FOLDS)
         check_range("seed", self.seed, 0, 2**31 - 1)
         check_range("seeds", self.seeds, 1, 100)
         check_range("tta", self.tta, 0, 100)
+        if self.fold_index is not None:
+            if self.folds < 2:
+                raise KitError(f"fold_index needs folds of 2 or more (one fold of K); pass --folds K. "
+                               f"Received: fold_index={self.fold_index!r}, folds={self.folds}.")
+            check_range("fold_index", self.fold_index, 0, self.folds - 1)
+        if self.strategy == "multiworker" and self.loop == "fit":
+            # Keras 3's model.fit reduces values across workers in ways MultiWorkerMirroredStrategy refuses
+            # (keras-team/keras#20585, still so in Keras 3.15); the custom loop does its own reductions.
+            raise KitError("strategy multiworker trains with the custom loop only: Keras 3's model.fit fails under "
+                           "MultiWorkerMirroredStrategy (keras-team/keras#20585); add --loop custom. "
+                           "Received: strategy='multiworker', loop='fit'.")
         if self.learning_rate is not None and not 0 < self.learning_rate <= 100:
             raise KitError(
                 f"learning_rate must be a number in (0, 100]. Received: learning_rate={self.learning_rate}."

@@ -499,6 +499,7 @@ def epoch_batches(
     epochs: int,
     first_epoch: int = 0,
     one_hot: bool = True,
+    drop_remainder: bool = False,
 ):
     """Builds the training batches of epochs `first_epoch .. epochs - 1`, one epoch after another.
 
@@ -516,10 +517,12 @@ def epoch_batches(
         epochs: the epoch to stop before.
         first_epoch: the epoch to start at (0 for a fresh fit).
         one_hot: as in `make_pipeline`.
+        drop_remainder: leave out each epoch's last, smaller batch, so that every batch has the same shape
+            (as a TPU needs); the images left out differ from epoch to epoch.
 
     Returns:
-        A `tf.data.Dataset` of `(epochs - first_epoch) * ceil(N / batch_size)` batches, as `make_pipeline`
-        yields them.
+        A `tf.data.Dataset` of `(epochs - first_epoch) * ceil(N / batch_size)` batches (`floor` with
+        `drop_remainder`), as `make_pipeline` yields them.
     """
     import tensorflow as tf
 
@@ -532,9 +535,10 @@ def epoch_batches(
         order = tf.random.experimental.stateless_shuffle(
             tf.range(num_rows, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
         )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
 
-    num_batches = max(epochs - first_epoch, 0) * math.ceil(num_rows / batch_size)
+    batches_per_epoch = num_rows // batch_size if drop_remainder else math.ceil(num_rows / batch_size)
+    num_batches = max(epochs - first_epoch, 0) * batches_per_epoch
     dataset = (
         tf.data.Dataset.range(first_epoch, max(epochs, first_epoch))
         .flat_map(one_epoch)

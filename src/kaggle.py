@@ -9,6 +9,7 @@ what the kit writes and prints.
 import ast
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -261,6 +262,14 @@ REQUIRED_VALUES = {"language": "python", "kernel_type": "script", "is_private": 
 # Accelerators the installed kaggle CLI documents for `--accelerator` / `machine_shape`.
 MACHINE_SHAPES = ("NvidiaTeslaT4", "TpuV5E8")
 RETIRED_MACHINE_SHAPES = {"NvidiaTeslaP100": "NvidiaTeslaT4", "TpuV38": "TpuV5E8", "Tpu1VmV38": "TpuV5E8"}
+# `make push ACCELERATOR=...`: the metadata each accelerator sets. Without a machine shape Kaggle gives
+# `enable_gpu` its default GPU; the kit asks for two T4s, which `--strategy auto` mirrors over.
+ACCELERATOR_NAMES = ("none", "gpu", "tpu")
+ACCELERATORS = {
+    "none": {"enable_gpu": False, "enable_tpu": False, "machine_shape": None},
+    "gpu": {"enable_gpu": True, "enable_tpu": False, "machine_shape": "NvidiaTeslaT4"},
+    "tpu": {"enable_gpu": False, "enable_tpu": True, "machine_shape": "TpuV5E8"},
+}
 MIN_TITLE_LENGTH = 5
 MIN_SLUG_LENGTH = 5
 SLUG = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
@@ -387,6 +396,39 @@ def finished_metadata(metadata: dict, owner: str) -> dict:
     return finished
 
 
+def with_accelerator(metadata: dict, accelerator: str | None) -> dict:
+    """Returns `metadata` set to run on `accelerator` (see `ACCELERATORS`); None leaves it as it is.
+
+    Raises:
+        KitError: an unknown accelerator.
+    """
+    if accelerator is None:
+        return dict(metadata)
+    if accelerator not in ACCELERATORS:
+        raise KitError(f"Unknown accelerator; choose one of {', '.join(ACCELERATOR_NAMES)}. "
+                       f"Received: accelerator={accelerator!r}.")
+    changed = {**metadata, **ACCELERATORS[accelerator]}
+    if changed["machine_shape"] is None:
+        del changed["machine_shape"]
+    return changed
+
+
+FOLD_SUFFIX = "-fold-{index}"
+
+
+def fold_metadata(metadata: dict, fold_index: int) -> dict:
+    """Returns the metadata of one fold's own kernel: `<slug>-fold-<i>`, titled `<title> fold <i>`."""
+    folded = dict(metadata)
+    folded["id"] = metadata["id"] + FOLD_SUFFIX.format(index=fold_index)
+    folded["title"] = f"{metadata['title']} fold {fold_index}"
+    return folded
+
+
+def fold_ref(ref: str, fold_index: int) -> str:
+    """Returns the `<owner>/<slug>` of the kernel that trains fold `fold_index` of kernel `ref`."""
+    return ref + FOLD_SUFFIX.format(index=fold_index)
+
+
 def kernel_ref(folder: Path) -> str:
     """Returns a kernel's `<owner>/<slug>` on Kaggle, the owner from the user's credentials."""
     return finished_metadata(read_metadata(folder), kaggle_username())["id"]
@@ -445,7 +487,7 @@ _PREAMBLE = '''
 # Written by `python -m src bundle {kernel_path}` from commit {commit}.
 # Kaggle runs a kernel as one file, so the kit's `src` package travels here as a zip (sha256 below). It is
 # unpacked at start into a temporary folder put first on sys.path; the kernel's own code follows unchanged.
-DIGIT_KIT_BUNDLE = {{"kernel": {kernel!r}, "commit": {commit!r}, "src_sha256": {sha256!r}}}
+DIGIT_KIT_BUNDLE = {{"kernel": {kernel!r}, "commit": {commit!r}, "src_sha256": {sha256!r}, "arguments": {arguments!r}}}
 _DIGIT_KIT_SRC_ZIP = (
 {payload}
 )
@@ -471,7 +513,10 @@ def _digit_kit_unpack():
     for name in [name for name in sys.modules if name == "src" or name.startswith("src.")]:
         del sys.modules[name]
     sys.path.insert(0, folder)
-    print(f"digit-kit bundle of {{DIGIT_KIT_BUNDLE['kernel']}} from commit {{DIGIT_KIT_BUNDLE['commit']}}: "
+    # The flags this bundle was made with (one fold of `make push-folds`) go first: flags given by hand win.
+    sys.argv[1:1] = DIGIT_KIT_BUNDLE["arguments"]
+    flags = f" with {{' '.join(DIGIT_KIT_BUNDLE['arguments'])}}" if DIGIT_KIT_BUNDLE["arguments"] else ""
+    print(f"digit-kit bundle of {{DIGIT_KIT_BUNDLE['kernel']}} from commit {{DIGIT_KIT_BUNDLE['commit']}}{{flags}}: "
           f"src unpacked to {{folder}}", flush=True)
 
 
@@ -497,7 +542,7 @@ def _insertion_line(source: str, path: Path) -> int:
 
 
 def bundle_text(kernel_source: str, archive: bytes, *, kernel: str, kernel_path: str, code_file: str,
-                commit: str, source_path: Path | None = None) -> str:
+                commit: str, source_path: Path | None = None, arguments: tuple[str, ...] = ()) -> str:
     """Returns the text of a self-contained kernel: the kernel's source with the `src` package inside it.
 
     Args:
@@ -508,6 +553,8 @@ def bundle_text(kernel_source: str, archive: bytes, *, kernel: str, kernel_path:
         code_file: the kernel's file name in that folder.
         commit: the commit the files come from.
         source_path: the kernel's file, for messages.
+        arguments: flags the bundle passes to the kernel ahead of any on its command line, e.g.
+            `("--folds", "5", "--fold-index", "2")`.
 
     Returns:
         The kernel's docstring (and `__future__` imports), the unpacking preamble, then the rest of the
@@ -516,7 +563,8 @@ def bundle_text(kernel_source: str, archive: bytes, *, kernel: str, kernel_path:
     encoded = base64.b64encode(archive).decode("ascii")
     payload = "\n".join(f'    "{encoded[start:start + BASE64_LINE]}"' for start in range(0, len(encoded), BASE64_LINE))
     preamble = _PREAMBLE.format(kernel_path=kernel_path, commit=commit, kernel=kernel, code_file=code_file,
-                                sha256=hashlib.sha256(archive).hexdigest(), payload=payload)
+                                sha256=hashlib.sha256(archive).hexdigest(), payload=payload,
+                                arguments=list(arguments))
     line = _insertion_line(kernel_source, source_path or Path(code_file))
     lines = kernel_source.splitlines(keepends=True)
     head = "".join(lines[:line])
@@ -536,7 +584,8 @@ def _replace_folder(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def bundle(kernel: str | os.PathLike, build_dir: Path | None = None) -> Path:
+def bundle(kernel: str | os.PathLike, build_dir: Path | None = None, *, accelerator: str | None = None,
+           fold: tuple[int, int] | None = None) -> Path:
     """Writes `build/kernels/<name>/`: one self-contained `kernel.py` and its finished `kernel-metadata.json`.
 
     The folder appears only when both files are complete. Built twice from the same files, it is byte-identical.
@@ -544,6 +593,10 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None) -> Path:
     Args:
         kernel: the kernel's folder (`kernels/<name>`) or name.
         build_dir: where bundles go; default `paths.KERNEL_BUNDLES_DIR`.
+        accelerator: `none`, `gpu` or `tpu` to set the metadata's accelerator (`with_accelerator`); None
+            keeps the kernel's own.
+        fold: `(fold_index, num_folds)` to bundle the kernel of one fold: `build/kernels/<name>-fold-<i>/`, its
+            own Kaggle kernel (`fold_metadata`), running `--folds K --fold-index i`.
 
     Returns:
         The bundle's folder.
@@ -552,9 +605,15 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None) -> Path:
         KitError: bad metadata, no Kaggle username, a credential found in the bundle, or a failed write.
     """
     folder = kernel_dir(kernel)
-    metadata = read_metadata(folder)
-    finished = finished_metadata(metadata, kaggle_username())
+    metadata = with_accelerator(read_metadata(folder), accelerator)
     name = folder.resolve().name
+    arguments: tuple[str, ...] = ()
+    if fold is not None:
+        fold_index, num_folds = fold
+        metadata = fold_metadata(metadata, fold_index)
+        name += FOLD_SUFFIX.format(index=fold_index)
+        arguments = ("--folds", str(num_folds), "--fold-index", str(fold_index))
+    finished = finished_metadata(metadata, kaggle_username())
     commit = source_commit(folder)
     if commit.endswith("uncommitted changes"):
         logger.warning("warning: bundling files that differ from commit %s; commit them to make it reproducible.",
@@ -569,7 +628,7 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None) -> Path:
         shown_path = folder.resolve().relative_to(paths.REPO_ROOT).as_posix()
     archive = package_archive()
     text = bundle_text(kernel_source, archive, kernel=name, kernel_path=shown_path,
-                       code_file=metadata["code_file"], commit=commit, source_path=source_path)
+                       code_file=metadata["code_file"], commit=commit, source_path=source_path, arguments=arguments)
     metadata_text = json.dumps(finished, indent=2) + "\n"
     for secret in secrets():
         if secret in text or secret in metadata_text:
@@ -599,8 +658,12 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None) -> Path:
 # --- push, status, output -------------------------------------------------------------------------
 
 
-def _kernel_failures(ref: str, name: str, pushing: bool = False) -> tuple[Failure, Failure]:
-    """Returns how to explain a 403 and a 404 for a call about kernel `ref` (a push, or a call after one)."""
+def _kernel_failures(ref: str, name: str, pushing: bool = False,
+                     push_command: str | None = None) -> tuple[Failure, Failure]:
+    """Returns how to explain a 403 and a 404 for a call about kernel `ref` (a push, or a call after one).
+
+    `push_command` is what pushes the kernel, for a 404; default `make push KERNEL=<name>`.
+    """
     owner = ref.split("/")[0]
     # `kaggle kernels status` and `output` report a 401 and a 403 alike, with a long text of their own.
     forbidden = Failure(FORBIDDEN.pattern, f"access to kernel {ref} was refused", "401/403",
@@ -611,7 +674,7 @@ def _kernel_failures(ref: str, name: str, pushing: bool = False) -> tuple[Failur
                             "check that the id's owner is your username and the sources in kernel-metadata.json")
     else:
         not_found = Failure(NOT_FOUND.pattern, f"Kaggle has no kernel {ref}", "404 Not Found",
-                            f"push it first with `make push KERNEL={name}`")
+                            f"push it first with `{push_command or f'make push KERNEL={name}'}`")
     return forbidden, not_found
 
 
@@ -632,14 +695,60 @@ class PushResult:
     bundle: Path
 
 
-def push(kernel: str | os.PathLike, build_dir: Path | None = None) -> PushResult:
+def push(kernel: str | os.PathLike, build_dir: Path | None = None, accelerator: str | None = None) -> PushResult:
     """Checks the kernel's metadata, bundles it, and pushes the bundle with `kaggle kernels push`.
+
+    Args:
+        kernel: the kernel's folder or name.
+        build_dir: where bundles go; default `paths.KERNEL_BUNDLES_DIR`.
+        accelerator: `none`, `gpu` (two T4s) or `tpu` (a TPU v5e-8); None keeps the kernel's metadata.
 
     Raises:
         KitError: bad metadata, no credentials, or Kaggle refused the kernel or some of its sources.
     """
+    return push_bundle(bundle(kernel_dir(kernel), build_dir, accelerator=accelerator))
+
+
+def push_folds(kernel: str | os.PathLike, num_folds: int, build_dir: Path | None = None,
+               accelerator: str | None = None) -> list[PushResult]:
+    """Pushes one Kaggle kernel per fold, `<slug>-fold-<i>`, each training fold i of `num_folds` alone.
+
+    Kaggle runs them side by side; `collect()` blends their outputs as a local k-fold run blends its folds.
+
+    Args:
+        kernel: the kernel's folder or name.
+        num_folds: K, from 2 to `config.MAX_FOLDS`.
+        build_dir, accelerator: as for `push`.
+
+    Returns:
+        One `PushResult` per fold, in fold order.
+
+    Raises:
+        KitError: a bad fold count, or a push failed (the line names the folds pushed before it).
+    """
+    from src import config
+
+    config.check_range("folds", num_folds, 2, config.MAX_FOLDS)
     folder = kernel_dir(kernel)
-    target = bundle(folder, build_dir)
+    results: list[PushResult] = []
+    for fold_index in range(num_folds):
+        target = bundle(folder, build_dir, accelerator=accelerator, fold=(fold_index, num_folds))
+        try:
+            results.append(push_bundle(target))
+        except KitError as error:
+            if not results:
+                raise
+            raise KitError(f"{error} (Folds 0-{fold_index - 1} were pushed; push them all again.)") from None
+        logger.info("pushed fold %d/%d: %s", fold_index + 1, num_folds, results[-1].url)
+    return results
+
+
+def push_bundle(target: Path) -> PushResult:
+    """Pushes a bundle folder (`bundle()`) with `kaggle kernels push`.
+
+    Raises:
+        KitError: no credentials, or Kaggle refused the kernel or some of its sources.
+    """
     ref = json.loads((target / METADATA_FILE).read_text(encoding="utf-8"))["id"]
     forbidden, not_found = _kernel_failures(ref, target.name, pushing=True)
     output = run_cli(["kernels", "push", "-p", str(target)], f"push kernel {ref}", forbidden, not_found)
@@ -678,8 +787,15 @@ class KernelStatus:
 def kernel_status(kernel: str | os.PathLike) -> KernelStatus:
     """Returns the status of the kernel's latest run (`kaggle kernels status`)."""
     folder = kernel_dir(kernel)
-    ref = kernel_ref(folder)
-    forbidden, not_found = _kernel_failures(ref, folder.resolve().name)
+    return status_of(kernel_ref(folder), folder.resolve().name)
+
+
+def status_of(ref: str, name: str, push_command: str | None = None) -> KernelStatus:
+    """Returns the status of the latest run of kernel `ref` on Kaggle.
+
+    `name` (the kernel's folder) and `push_command` (what pushes `ref`) are for messages.
+    """
+    forbidden, not_found = _kernel_failures(ref, name, push_command=push_command)
     output = run_cli(["kernels", "status", ref], f"get the status of kernel {ref}", forbidden, not_found)
     found = re.search(r'has status "(?:\w+\.)?(\w+)"', output)
     if not found:
@@ -703,10 +819,23 @@ def download_output(kernel: str | os.PathLike, out_dir: Path | None = None) -> P
         The folder holding the output files and the run's log.
     """
     folder = kernel_dir(kernel)
-    ref = kernel_ref(folder)
     name = folder.resolve().name
-    target = Path(out_dir or paths.KERNEL_OUTPUTS_DIR) / name
-    forbidden, not_found = _kernel_failures(ref, name)
+    return download_output_of(kernel_ref(folder), Path(out_dir or paths.KERNEL_OUTPUTS_DIR) / name, name)
+
+
+def download_output_of(ref: str, target: Path, name: str, push_command: str | None = None) -> Path:
+    """Downloads the output of the latest run of kernel `ref` into `target` (see `download_output`).
+
+    Args:
+        ref: the kernel's `<owner>/<slug>`.
+        target: the folder to fill; it is replaced only once every file has arrived.
+        name: the kernel's folder name, for messages.
+        push_command: what pushes `ref`, for a 404; default `make push KERNEL=<name>`.
+
+    Returns:
+        `target`.
+    """
+    forbidden, not_found = _kernel_failures(ref, name, push_command=push_command)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{name}-download-", dir=target.parent))
@@ -727,6 +856,154 @@ def download_output(kernel: str | os.PathLike, out_dir: Path | None = None) -> P
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+# --- folds run as separate Kaggle kernels ----------------------------------------------------------
+
+# Settings that say where a fold kernel read and wrote, not what it computed: they may differ between folds.
+_NOT_COMPARED = ("fold_index", "data", "out", "quiet", "plots", "restart")
+
+
+@dataclass(frozen=True)
+class FetchedFold:
+    """One fold kernel's downloaded output.
+
+    Attributes:
+        fold_index: 0-based.
+        ref: the fold kernel's `<owner>/<slug>`.
+        folder: where its output was downloaded.
+        record: its run record (`<kernel>-<time>.json`).
+        fold_file: its saved fold, `<run>/fold-<i>.npz`, as `training.cross_validate` saves it.
+    """
+
+    fold_index: int
+    ref: str
+    folder: Path
+    record: dict
+    fold_file: Path
+
+
+def _fetch_fold(ref: str, fold_index: int, target: Path, name: str) -> FetchedFold:
+    """Downloads one fold kernel's output and finds its run record and saved fold in it."""
+    from src import records
+
+    download_output_of(ref, target, name, push_command=f"make push-folds KERNEL={name}")
+    found = [(path, record) for path, record in records.find_records(target)
+             if record["config"].get("fold_index") == fold_index]
+    if not found:
+        raise KitError(f"The output of {ref} holds no run record of fold {fold_index} (a JSON record whose config has "
+                       f"fold_index {fold_index}); push the folds again with `make push-folds KERNEL={name}`.")
+    path, record = max(found, key=lambda item: item[1]["run"])
+    fold_file = target / record["run"] / f"fold-{fold_index}.npz"
+    if not fold_file.is_file():
+        raise KitError(f"The output of {ref} lacks {record['run']}/fold-{fold_index}.npz beside {path.name}; "
+                       f"push the folds again with `make push-folds KERNEL={name}`.")
+    return FetchedFold(fold_index=fold_index, ref=ref, folder=target, record=record, fold_file=fold_file)
+
+
+def _check_folds_agree(fetched: list[FetchedFold]) -> None:
+    """Raises the kit's error unless every fold kernel ran the same settings on the same data."""
+    first = fetched[0]
+    settings = {key: value for key, value in first.record["config"].items() if key not in _NOT_COMPARED}
+    for fold in fetched[1:]:
+        other = {key: value for key, value in fold.record["config"].items() if key not in _NOT_COMPARED}
+        differing = sorted(key for key in settings.keys() | other.keys() if settings.get(key) != other.get(key))
+        if differing:
+            key = differing[0]
+            raise KitError(f"Fold {fold.fold_index} ({fold.ref}) ran with {key}={other.get(key)!r} but fold 0 with "
+                           f"{key}={settings.get(key)!r}; blend only folds of one push: `make push-folds` again.")
+        if fold.record["data"]["sha256"] != first.record["data"]["sha256"]:
+            raise KitError(f"Fold {fold.fold_index} ({fold.ref}) trained on other data than fold 0 (sha256 "
+                           f"{fold.record['data']['sha256'][:12]} vs {first.record['data']['sha256'][:12]}); push "
+                           "the folds again.")
+
+
+def collect(kernel: str | os.PathLike, data_path: str | None = None, out_dir: Path | None = None,
+            downloads_dir: Path | None = None) -> dict:
+    """Downloads the outputs of a kernel's fold kernels and blends them as a local k-fold run blends its folds.
+
+    Fold 0's record says how many folds there are; every fold kernel must have finished (`kaggle kernels
+    status`), with the same settings and data. The saved folds go through `training.ensemble`, as in
+    `training.cross_validate`: the test probabilities are the mean of the folds', and the out-of-fold
+    probabilities put each fold's held-out rows together. The submission, the probabilities and the run
+    record are written by the kit's writers, as a kernel writes them.
+
+    Args:
+        kernel: the kernel's folder or name (whose folds `push_folds` pushed).
+        data_path: the data the folds trained on (the competition's, on Kaggle), for the labels of the
+            out-of-fold accuracy; None for the default place (`input/`). Its sha256 must match.
+        out_dir: where the blend's run goes; default `submissions/` (or `/kaggle/working` on Kaggle).
+        downloads_dir: where the folds' outputs go, each in `<name>-folds/fold-<i>/`; default
+            `paths.KERNEL_OUTPUTS_DIR`.
+
+    Returns:
+        The blend's run record, with the paths of what was written under `"outputs"`.
+
+    Raises:
+        KitError: a fold kernel is missing, unfinished or failed, the folds disagree, or the data differs.
+    """
+    from src import config as run_config
+    from src import data, records, submission, training
+
+    folder = kernel_dir(kernel)
+    name = folder.resolve().name
+    ref = kernel_ref(folder)
+    downloads = Path(downloads_dir or paths.KERNEL_OUTPUTS_DIR) / f"{name}-folds"
+
+    def unfinished(indices) -> list[str]:
+        states = [(index, status_of(fold_ref(ref, index), name, push_command=f"make push-folds KERNEL={name}"))
+                  for index in indices]
+        return [f"fold {index} {state.status}" + (f" ({state.failure_message})" if state.failure_message else "")
+                for index, state in states if state.status != "complete"]
+
+    waiting = unfinished([0])
+    if waiting:
+        raise KitError(f"Kaggle has not finished the folds of {name}: {', '.join(waiting)}; wait for them "
+                       f"(`kaggle kernels status {fold_ref(ref, 0)}`), or push them with `make push-folds "
+                       f"KERNEL={name}`.")
+    fetched = [_fetch_fold(fold_ref(ref, 0), 0, downloads / "fold-0", name)]
+    num_folds = fetched[0].record["config"]["folds"]
+    waiting = unfinished(range(1, num_folds))
+    if waiting:
+        raise KitError(f"Kaggle has not finished every fold of {name}: {', '.join(waiting)}; wait for them, or push "
+                       f"the folds again with `make push-folds KERNEL={name} FOLDS={num_folds}`.")
+    fetched += [_fetch_fold(fold_ref(ref, index), index, downloads / f"fold-{index}", name)
+                for index in range(1, num_folds)]
+    _check_folds_agree(fetched)
+
+    dataset = data.load_dataset(data_path)
+    data_sha256 = data.source_sha256(dataset.source)
+    expected = fetched[0].record["data"]["sha256"]
+    if data_sha256 != expected:
+        raise KitError(f"The folds trained on data with sha256 {expected[:12]}..., but {dataset.source} has "
+                       f"{data_sha256[:12]}...; collect needs the same data for the out-of-fold accuracy: fill "
+                       "input/ with the competition's files (`make data` with Kaggle credentials) or pass --data.")
+    folds = []
+    for fold in fetched:
+        loaded = training._load_fold(fold.fold_file)
+        if loaded.fold_index != fold.fold_index or loaded.validation_indices is None:
+            raise KitError(f"{fold.fold_file} does not hold fold {fold.fold_index} of a k-fold run; push the folds "
+                           "again.")
+        folds.append(loaded)
+    result = training.ensemble(folds, dataset)
+
+    known = {item.name for item in dataclasses.fields(run_config.RunConfig)}
+    settings = {key: value for key, value in fetched[0].record["config"].items() if key in known}
+    settings.update(fold_index=None, data=str(dataset.source), out=str(out_dir) if out_dir is not None else None)
+    config = run_config.RunConfig(**settings)
+    run = records.start_run(name, config.output_dir)
+    probabilities = records.write_probabilities(run, result)
+    submission_path = submission.write_submission(result.test_labels, run.path(".csv"),
+                                                  expected_rows=len(dataset.x_test))
+    record = records.build_record(run, config, dataset, result, data_sha256=data_sha256,
+                                  seconds=sum(fold.seconds for fold in folds), submission=submission_path)
+    record["collected_from"] = [{"fold": fold.fold_index, "kernel": fold.ref, "run": fold.record["run"],
+                                 "distribution": fold.record.get("distribution")} for fold in fetched]
+    record_path = records.write_record(run, record)
+    records.finish_run(run)
+    record["outputs"] = {"submission": str(submission_path), "record": str(record_path),
+                         "probabilities": str(probabilities), "pictures": []}
+    return record
 
 
 # --- submissions ----------------------------------------------------------------------------------

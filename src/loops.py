@@ -14,6 +14,7 @@ that was killed and resumed therefore ends with the very weights an uninterrupte
 | TensorBoard | `keras.callbacks.TensorBoard` | `tf.summary`, same tags and folders |
 """
 
+import contextlib
 import json
 import logging
 import math
@@ -60,6 +61,9 @@ class FoldPlan:
         logs_dir: where TensorBoard event files go; None to write none.
         eager: run the step eagerly instead of as a graph.
         verbose: 0 silent, 1 a progress bar, 2 one line per epoch (Keras' meaning).
+        strategy: the `tf.distribute.Strategy` the model and optimizer were created under; None for
+            TensorFlow's default. `batch_size` is then the global batch, over all replicas.
+        drop_remainder: drop each epoch's last, smaller batch, so that every step has the same shape (TPUs).
     """
 
     x_train: np.ndarray
@@ -74,9 +78,13 @@ class FoldPlan:
     logs_dir: Path | None = None
     eager: bool = False
     verbose: int = 0
+    strategy: object = None
+    drop_remainder: bool = False
 
     @property
     def steps_per_epoch(self) -> int:
+        if self.drop_remainder:
+            return len(self.x_train) // self.batch_size
         return math.ceil(len(self.x_train) / self.batch_size)
 
     def batches(self, first_epoch: int, one_hot: bool):
@@ -84,6 +92,7 @@ class FoldPlan:
         return data.epoch_batches(
             self.x_train, self.y_train, batch_size=self.batch_size, data_format=self.data_format,
             seed=self.seed, epochs=self.epochs, first_epoch=first_epoch, one_hot=one_hot,
+            drop_remainder=self.drop_remainder,
         )
 
     def validation(self, one_hot: bool):
@@ -264,44 +273,72 @@ def fit_keras(model: keras.Model, plan: FoldPlan) -> dict[str, list[float]]:
 class Steps:
     """The custom loop's training and evaluation steps, with the metrics they update.
 
+    Each step runs on every replica of the strategy (`strategy.run`; one replica without a strategy). A
+    replica's loss is its images' summed cross-entropy divided by the images in the whole global batch
+    (`tf.nn.compute_average_loss`), so the optimizer's sum of the replicas' gradients is the gradient of the
+    global batch's mean loss, as on one device, a smaller last batch included. The replicas' sums of loss,
+    correct answers and images are then added up (`strategy.reduce`) into the metrics.
+
     Attributes:
         train: `train(images, labels) -> loss`: one `tf.GradientTape` step of sparse categorical
             cross-entropy and `optimizer.apply_gradients`; updates `metrics["loss"]` and `["accuracy"]`.
+            The batch is a distributed one (`distribute.distribute_dataset`) under a strategy.
         evaluate: `evaluate(images, labels)`: updates `metrics["val_loss"]` and `["val_accuracy"]`.
-        metrics: Keras metrics by name: `loss`, `accuracy`, `val_loss`, `val_accuracy`.
+        metrics: Keras metrics by name: `loss`, `accuracy`, `val_loss`, `val_accuracy`, each a mean over images.
     """
 
-    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, eager: bool = False):
-        """Builds the steps; `eager` leaves them Python functions instead of `tf.function` graphs."""
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, eager: bool = False,
+                 strategy=None):
+        """Builds the steps; `eager` leaves them Python functions instead of `tf.function` graphs.
+
+        `model` and `optimizer` must have been created in `strategy.scope()`.
+        """
         self.model = model
         self.optimizer = optimizer
-        self.loss_function = keras.losses.SparseCategoricalCrossentropy()
-        self.metrics = {
-            "loss": keras.metrics.Mean(name="loss"),
-            "accuracy": keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            "val_loss": keras.metrics.Mean(name="val_loss"),
-            "val_accuracy": keras.metrics.SparseCategoricalAccuracy(name="val_accuracy"),
-        }
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.loss_function = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+        names = ("loss", "accuracy", "val_loss", "val_accuracy")
+        self.metrics = {name: keras.metrics.Mean(name=name) for name in names}
         # One graph per step instead of one Python call per operation (see `make bench-graph`).
         self.train = self._train if eager else tf.function(self._train)
         self.evaluate = self._evaluate if eager else tf.function(self._evaluate)
 
-    def _train(self, images, labels):
+    def _totals(self, labels, probabilities, per_example_loss):
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, axis=-1, output_type=labels.dtype),
+                                                 labels), tf.float32))
+        return tf.reduce_sum(per_example_loss), correct, count
+
+    def _train_replica(self, images, labels):
+        labels = tf.cast(labels, tf.int32)
         with tf.GradientTape() as tape:
             probabilities = self.model(images, training=True)
-            loss = self.loss_function(labels, probabilities)
+            per_example_loss = self.loss_function(labels, probabilities)
+            global_batch = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.shape(labels)[0])
+            loss = tf.nn.compute_average_loss(per_example_loss, global_batch_size=global_batch)
         gradients = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
-        # Weighted by the batch's size, as Keras weighs it, so a short last batch counts for what it holds.
-        self.metrics["loss"].update_state(loss, sample_weight=tf.shape(labels)[0])
-        self.metrics["accuracy"].update_state(labels, probabilities)
-        return loss
+        return self._totals(labels, probabilities, per_example_loss)
+
+    def _evaluate_replica(self, images, labels):
+        labels = tf.cast(labels, tf.int32)
+        probabilities = self.model(images, training=False)
+        return self._totals(labels, probabilities, self.loss_function(labels, probabilities))
+
+    def _record(self, totals, loss_name: str, accuracy_name: str):
+        loss_sum, correct, count = (self.strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None)
+                                    for total in totals)
+        # Weighted by the images, as Keras weighs them, so a short last batch counts for what it holds.
+        self.metrics[loss_name].update_state(tf.math.divide_no_nan(loss_sum, count), sample_weight=count)
+        self.metrics[accuracy_name].update_state(tf.math.divide_no_nan(correct, count), sample_weight=count)
+        return tf.math.divide_no_nan(loss_sum, count)
+
+    def _train(self, images, labels):
+        return self._record(self.strategy.run(self._train_replica, args=(images, labels)), "loss", "accuracy")
 
     def _evaluate(self, images, labels):
-        probabilities = self.model(images, training=False)
-        loss = self.loss_function(labels, probabilities)
-        self.metrics["val_loss"].update_state(loss, sample_weight=tf.shape(labels)[0])
-        self.metrics["val_accuracy"].update_state(labels, probabilities)
+        self._record(self.strategy.run(self._evaluate_replica, args=(images, labels)), "val_loss", "val_accuracy")
 
 
 def fit_custom(model: keras.Model, optimizer: keras.optimizers.Optimizer, plan: FoldPlan) -> dict[str, list[float]]:
@@ -318,20 +355,22 @@ def fit_custom(model: keras.Model, optimizer: keras.optimizers.Optimizer, plan: 
 
     Args:
         model: an uncompiled model ending in a softmax.
-        optimizer: a fresh Keras optimizer.
-        plan: the fold.
+        optimizer: a fresh Keras optimizer (created, like the model, in `plan.strategy.scope()`).
+        plan: the fold; under `plan.strategy`, each step splits its global batch over the replicas.
 
     Returns:
         Per-epoch `loss`, `accuracy` (and `val_loss`, `val_accuracy` with validation data), resumed epochs
         included, as `fit_keras` returns them.
     """
-    steps = Steps(model, optimizer, eager=plan.eager)
+    steps = Steps(model, optimizer, eager=plan.eager, strategy=plan.strategy)
     train_loss, train_accuracy = steps.metrics["loss"], steps.metrics["accuracy"]
     validation_loss, validation_accuracy = steps.metrics["val_loss"], steps.metrics["val_accuracy"]
     train_step, evaluate_step = steps.train, steps.evaluate
 
-    # Building the optimizer now creates its slots before a checkpoint is restored into them.
-    optimizer.build(model.trainable_variables)
+    # Building the optimizer now creates its slots before a checkpoint is restored into them (mirrored like
+    # the weights they go with, under a strategy).
+    with plan.strategy.scope() if plan.strategy is not None else contextlib.nullcontext():
+        optimizer.build(model.trainable_variables)
     epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     manager = None
     history: dict[str, list[float]] = {}
@@ -347,7 +386,14 @@ def fit_custom(model: keras.Model, optimizer: keras.optimizers.Optimizer, plan: 
     first_epoch = int(epoch_counter.numpy())
     writers = _summary_writers(plan.logs_dir)
     validation = plan.validation(one_hot=False)
-    batches = iter(plan.batches(first_epoch, one_hot=False))
+    batches = plan.batches(first_epoch, one_hot=False)
+    if plan.strategy is not None:
+        from src import distribute
+
+        batches = distribute.distribute_dataset(plan.strategy, batches)
+        if validation is not None:
+            validation = distribute.distribute_dataset(plan.strategy, validation)
+    batches = iter(batches)
     metric_names = ["loss", "accuracy", "val_loss", "val_accuracy"]
     for epoch in range(first_epoch, plan.epochs):
         epoch_started = time.perf_counter()

@@ -5,7 +5,6 @@ decides what each fold trains on, saves each finished fold, and reuses the folds
 """
 
 import logging
-import math
 import shutil
 import sys
 import time
@@ -159,7 +158,9 @@ def member_dir(workdir: Path, fold_index: int, seed_index: int, num_seeds: int) 
     return folder if num_seeds == 1 else folder / f"seed-{seed_index}"
 
 
-def predict_probabilities(model, images: np.ndarray, data_format: str, tta: int = 0, seed: int = 0) -> np.ndarray:
+def predict_probabilities(
+    model, images: np.ndarray, data_format: str, tta: int = 0, seed: int = 0, batch_size: int = PREDICT_BATCH_SIZE
+) -> np.ndarray:
     """Predicts softmax probabilities, optionally with test-time augmentation.
 
     Args:
@@ -169,11 +170,12 @@ def predict_probabilities(model, images: np.ndarray, data_format: str, tta: int 
         tta: 0 predicts the images as they are; N > 0 returns the mean over N randomly augmented copies
             (the rotations, zooms and shifts of `models.build_augmentation`, seeded by `seed`).
         seed: seeds the augmentation, so the same call gives the same probabilities.
+        batch_size: images per prediction step.
 
     Returns:
         `float32` probabilities `(M, 10)`.
     """
-    pipeline = data.make_pipeline(images, batch_size=PREDICT_BATCH_SIZE, data_format=data_format)
+    pipeline = data.make_pipeline(images, batch_size=batch_size, data_format=data_format)
     if tta == 0:
         return model.predict(pipeline, verbose=0).astype(np.float32)
     from src import models
@@ -183,7 +185,7 @@ def predict_probabilities(model, images: np.ndarray, data_format: str, tta: int 
     for _ in range(tta):
         # Called eagerly batch by batch, so that each copy draws new transformations from the seeded generator.
         augmented = np.concatenate([augmentation(batch, training=True).numpy() for batch in pipeline])
-        total += model.predict(augmented, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+        total += model.predict(augmented, batch_size=batch_size, verbose=0)
     return (total / tta).astype(np.float32)
 
 
@@ -213,16 +215,19 @@ def fit_fold(
 
     Returns:
         The fold's `FoldResult` (of this one model).
+
+    The model and its optimizer are created in the scope of the run's `tf.distribute` strategy
+    (`distribute.select(config.strategy)`); a step then reads `config.batch_size` images per replica.
     """
-    from src import loops, models
+    from src import distribute, loops, models
 
     started = time.perf_counter()
+    distribution = distribute.select(config.strategy)
     seed = member_seed(config.seed, fold_index, seed_index)
     _seed_everything(seed)
     models.set_precision(config.effective_precision)
-    model = models.build_model(config.model, data_format)
-    steps_per_epoch = math.ceil(len(train_indices) / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
+    with distribution.strategy.scope():
+        model = models.build_model(config.model, data_format)
     if validation_indices is not None:
         validation_images, validation_labels = dataset.x_train[validation_indices], dataset.y_train[validation_indices]
     elif dataset.has_test_labels:
@@ -235,7 +240,7 @@ def fit_fold(
         y_train=dataset.y_train[train_indices],
         x_validation=validation_images,
         y_validation=validation_labels,
-        batch_size=config.batch_size,
+        batch_size=distribution.global_batch_size(config.batch_size),
         epochs=config.epochs,
         seed=seed,
         data_format=data_format,
@@ -243,18 +248,34 @@ def fit_fold(
         logs_dir=member_dir(logs_dir, fold_index, seed_index, config.seeds) if logs_dir is not None else None,
         eager=config.eager,
         verbose=_verbosity(config.quiet),
+        strategy=None if distribution.kind == "none" else distribution.strategy,
+        drop_remainder=distribution.fixed_shapes,
     )
+    if plan.steps_per_epoch == 0:
+        raise KitError(f"A step's batch ({config.batch_size} per replica x {distribution.replicas} replicas) is "
+                       f"larger than fold {fold_index}'s {len(train_indices)} training images; lower --batch-size. "
+                       f"Received: batch_size={config.batch_size}.")
+    total_steps = config.epochs * plan.steps_per_epoch
+    with distribution.strategy.scope():
+        if config.loop == "custom":
+            learning_rate = models.build_learning_rate(config.schedule, config.effective_learning_rate, total_steps,
+                                                       plan.steps_per_epoch)
+            optimizer = models.build_optimizer(config.optimizer, learning_rate)
+        else:
+            models.compile_model(model, config.optimizer, config.effective_learning_rate, schedule=config.schedule,
+                                 total_steps=total_steps, steps_per_epoch=plan.steps_per_epoch)
     if config.loop == "custom":
-        learning_rate = models.build_learning_rate(config.schedule, config.effective_learning_rate, total_steps,
-                                                   steps_per_epoch)
-        history = loops.fit_custom(model, models.build_optimizer(config.optimizer, learning_rate), plan)
+        history = loops.fit_custom(model, optimizer, plan)
     else:
-        models.compile_model(model, config.optimizer, config.effective_learning_rate, schedule=config.schedule,
-                             total_steps=total_steps, steps_per_epoch=steps_per_epoch)
         history = loops.fit_keras(model, plan)
 
     def predict(images: np.ndarray) -> np.ndarray:
-        return predict_probabilities(model, images, data_format, tta=config.tta, seed=seed)
+        # On a TPU every batch has the same shape: blank rows fill the last one and are cut off again.
+        batch_size = distribution.global_batch_size(PREDICT_BATCH_SIZE // distribution.replicas or 1)
+        padded = distribute.pad_rows(images, batch_size) if distribution.fixed_shapes else images
+        probabilities = predict_probabilities(model, padded, data_format, tta=config.tta, seed=seed,
+                                              batch_size=batch_size)
+        return probabilities[: len(images)]
 
     test_probabilities = predict(dataset.x_test)
     test_accuracy = accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None
@@ -423,6 +444,8 @@ def cross_validate(
     trained_seconds: list[float] = []
     folds: list[FoldResult] = []
     for fold_index, (train_indices, validation_indices) in enumerate(splits):
+        if config.fold_index is not None and fold_index != config.fold_index:
+            continue  # --fold-index: the other folds run elsewhere (make push-folds)
         saved = _fold_path(workdir, fold_index) if workdir is not None else None
         if saved is not None and saved.is_file():
             fold = _load_fold(saved)
@@ -444,7 +467,7 @@ def cross_validate(
                 _save_fold(saved, fold)
                 _remove_backup(workdir, fold_index)
         folds.append(fold)
-        remaining = num_folds - fold_index - 1
+        remaining = 0 if config.fold_index is not None else num_folds - fold_index - 1
         estimate = np.mean(trained_seconds) * remaining if trained_seconds else 0.0
         score = f"{fold.validation_accuracy:.4f}" if fold.validation_accuracy is not None else "n/a"
         logger.info(
@@ -468,7 +491,9 @@ def ensemble(folds: list[FoldResult], dataset: data.Dataset) -> CrossValidation:
     test_probabilities = np.mean([fold.test_probabilities for fold in folds], axis=0)
     oof_probabilities = None
     oof_accuracy = None
-    if all(fold.validation_indices is not None for fold in folds):
+    # Out-of-fold predictions exist only when the folds hold out every training row (not for one fold of K).
+    if all(fold.validation_indices is not None for fold in folds) and \
+            sum(len(fold.validation_indices) for fold in folds) == len(dataset.y_train):
         oof_probabilities = np.zeros((len(dataset.y_train), data.NUM_CLASSES), dtype=np.float32)
         for fold in folds:
             oof_probabilities[fold.validation_indices] = fold.validation_probabilities

@@ -68,6 +68,10 @@ class FakeKaggle:
         self.kernel_status = "COMPLETE"
         self.kernel_failure_message: str | None = None
         self.kernel_outputs: dict[str, bytes] = {}
+        # Per kernel slug, for several kernels at once (folds run as separate kernels): the status of its latest
+        # run and its output files by relative path (sub-folders included); others get the values above.
+        self.kernel_statuses: dict[str, str] = {}
+        self.kernel_outputs_by_slug: dict[str, dict[str, bytes]] = {}
         self.kernel_log = '[{"stream_name":"stdout","time":1.0,"data":"done\\n"}]'
         self.push_error: str | None = None
         self.versions: dict[str, int] = {}
@@ -134,11 +138,16 @@ class FakeKaggle:
                 "kernelId": 4242,
             }, {}
         if service == KERNELS and method == "GetKernelSessionStatus":
-            answer = {"status": self.kernel_status}
+            answer = {"status": self.kernel_statuses.get(body.get("kernelSlug"), self.kernel_status)}
             if self.kernel_failure_message:
                 answer["failureMessage"] = self.kernel_failure_message
             return 200, answer, {}
         if service == KERNELS and method == "ListKernelSessionOutput":
+            slug = body.get("kernelSlug")
+            if slug in self.kernel_outputs_by_slug:
+                files = [{"fileName": name, "url": f"http://localhost/files/output/{slug}/{name}"}
+                         for name in sorted(self.kernel_outputs_by_slug[slug])]
+                return 200, {"files": files, "log": self.kernel_log}, {}
             files = [{"fileName": name, "url": f"http://localhost/files/output/{name}"}
                      for name in sorted(self.kernel_outputs)]
             return 200, {"files": files, "log": self.kernel_log}, {}
@@ -247,7 +256,10 @@ class _Handler(BaseHTTPRequestHandler):
         if failure is not None:
             self._send_error(failure)
             return
-        if path.startswith("/files/output/"):
+        slug, _, name = path.removeprefix("/files/output/").partition("/")
+        if path.startswith("/files/output/") and slug in self.state.kernel_outputs_by_slug:
+            content = self.state.kernel_outputs_by_slug[slug].get(name)
+        elif path.startswith("/files/output/"):
             content = self.state.kernel_outputs.get(path.rsplit("/", 1)[-1])
         elif path.startswith("/files/"):
             content = self.state.downloads.get(path.rsplit("/", 1)[-1])

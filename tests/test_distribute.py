@@ -1,0 +1,334 @@
+"""Tests of src.distribute: choosing the strategy, TF_CONFIG, mirrored replicas, two workers, no TPU.
+
+Strategies that need several devices or processes run in subprocesses with hard timeouts: logical CPU devices
+must be configured before TensorFlow starts, a process holds one multi-worker strategy for its life, and a
+test must never hang waiting for a worker.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src import cli, config, distribute, paths
+from src.errors import KitError
+
+KERNEL_SCRIPT = paths.KERNELS_DIR / "mnist-cnn" / "kernel.py"
+# What a subprocess may take at most: TensorFlow starts in about 5 s here; training is a few seconds.
+SUBPROCESS_TIMEOUT = 180
+# TPU and multi-worker variables a developer's shell might hold; the tests choose their own.
+FOREIGN_ENV = ("TF_CONFIG", "TPU_NAME", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS", "TPU_CONFIG", "TPU_ACCELERATOR_TYPE",
+               distribute.JOIN_TIMEOUT_ENV, distribute.COLLECTIVE_TIMEOUT_ENV)
+
+
+def clean_env(**extra: str) -> dict:
+    environment = {name: value for name, value in os.environ.items() if name not in FOREIGN_ENV}
+    environment.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", **extra)
+    return environment
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def tf_config(addresses: list[str], index: int) -> str:
+    return json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+
+
+def last_json_line(text: str) -> dict:
+    return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+
+
+# --- TF_CONFIG and chief ----------------------------------------------------------------------------
+
+
+def test_parse_tf_config_reads_a_cluster_and_its_chief():
+    workers = '{"cluster": {"worker": ["a:1", "b:2", "c:3"]}, "task": {"type": "worker", "index": %d}}'
+    assert [distribute.is_chief(distribute.parse_tf_config(workers % index)) for index in range(3)] == \
+        [True, False, False]
+    assert distribute.worker_place(distribute.parse_tf_config(workers % 2)) == (2, 3)
+    with_chief = {"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]}, "task": {"type": "worker", "index": 0}}
+    parsed = distribute.parse_tf_config(json.dumps(with_chief))
+    assert not distribute.is_chief(parsed)  # worker 0 is no chief when the cluster has one
+    assert distribute.worker_place(parsed) == (1, 3)
+    with_chief["task"] = {"type": "chief", "index": 0}
+    assert distribute.is_chief(distribute.parse_tf_config(json.dumps(with_chief)))
+
+
+@pytest.mark.parametrize("text, named", [
+    (None, "TF_CONFIG, which is not set"),
+    ("{not json", "not valid JSON"),
+    ('{"cluster": {"worker": ["a:1"]}}', "needs a 'cluster' and a 'task'"),
+    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}', "'host:port'"),
+    ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "no 'worker'"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}', "'worker' or 'chief'"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', "from 0 to 1"),
+])
+def test_parse_tf_config_names_what_is_wrong(text, named):
+    with pytest.raises(KitError, match="TF_CONFIG") as raised:
+        distribute.parse_tf_config(text)
+    assert named in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_run_config_checks_strategy_and_fold_index():
+    with pytest.raises(KitError, match="Unknown strategy.*Received: strategy='gpus'"):
+        config.RunConfig(kernel="t", strategy="gpus")
+    with pytest.raises(KitError, match="custom loop only.*keras-team/keras#20585"):
+        config.RunConfig(kernel="t", strategy="multiworker", loop="fit")
+    assert config.RunConfig(kernel="t", strategy="multiworker", loop="custom").strategy == "multiworker"
+    with pytest.raises(KitError, match="fold_index must be an integer from 0 to 4. Received: fold_index=5"):
+        config.RunConfig(kernel="t", folds=5, fold_index=5)
+    with pytest.raises(KitError, match="needs folds of 2 or more"):
+        config.RunConfig(kernel="t", folds=1, fold_index=0)
+
+
+def test_kernel_parser_takes_strategy_and_fold_index():
+    parsed = cli.parse_kernel_args(["--strategy", "mirrored", "--folds", "3", "--fold-index", "2"], "mnist-cnn")
+    assert (parsed.strategy, parsed.folds, parsed.fold_index) == ("mirrored", 3, 2)
+    assert cli.parse_kernel_args([], "mnist-cnn").strategy == "auto"
+    with pytest.raises(KitError, match="invalid choice"):
+        cli.parse_kernel_args(["--strategy", "horovod"], "mnist-cnn")
+
+
+# --- small helpers ----------------------------------------------------------------------------------
+
+
+def test_distribution_batch_arithmetic_and_description():
+    mirrored = distribute.Distribution(requested="auto", kind="mirrored", strategy=None, replicas=2,
+                                       devices=("/job:localhost/replica:0/task:0/device:GPU:0",
+                                                "/job:localhost/replica:0/task:0/device:GPU:1"))
+    assert mirrored.global_batch_size(128) == 256
+    assert not mirrored.fixed_shapes
+    assert mirrored.describe() == "MirroredStrategy (auto): 2 replicas on GPU:0, GPU:1"
+    tpu = distribute.Distribution(requested="tpu", kind="tpu", strategy=None, replicas=8)
+    assert tpu.global_batch_size(128) == 1024 and tpu.fixed_shapes
+
+
+def test_pad_rows_fills_the_last_batch_with_blank_rows():
+    images = np.full((10, 28, 28), 7, dtype=np.uint8)
+    padded = distribute.pad_rows(images, 4)
+    assert padded.shape == (12, 28, 28) and padded.dtype == np.uint8
+    np.testing.assert_array_equal(padded[:10], images)
+    assert not padded[10:].any()
+    assert distribute.pad_rows(images, 5) is images
+
+
+def test_check_config_refuses_eager_steps_on_a_tpu():
+    tpu = distribute.Distribution(requested="tpu", kind="tpu", strategy=None, replicas=8)
+    with pytest.raises(KitError, match="--eager cannot train on a TPU"):
+        distribute.check_config(config.RunConfig(kernel="t", eager=True), tpu)
+    distribute.check_config(config.RunConfig(kernel="t"), tpu)
+
+
+@pytest.mark.parametrize("message, says", [
+    ("Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks are unhealthy "
+     "(stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed.",
+     "/job:worker/replica:0/task:1 stopped sending heartbeats"),
+    ("Collective ops is aborted by: recvmsg:Connection reset by peer", "closed its connection"),
+    ("Collective has timed out during execution.", "waited more than its 30 s limit"),
+    ("Something else\nmore", "Something else"),
+])
+def test_describe_worker_failure_says_what_happened(message, says):
+    assert says in distribute.describe_worker_failure(message, 30)
+
+
+def test_select_resolves_auto_by_what_the_machine_has(monkeypatch):
+    import tensorflow as tf
+
+    for name in FOREIGN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    # Without TPU chips (these tests' machines have none): mirrored over several GPUs, else the default strategy.
+    expected = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "none"
+    assert distribute.select("auto").kind == expected
+    assert distribute.select("none").kind == "none" and distribute.select("none").replicas == 1
+    assert distribute.select("none") is distribute.select("none")
+
+
+# --- tpu without a TPU ------------------------------------------------------------------------------
+
+
+def test_tpu_without_a_tpu_fails_with_one_line_and_writes_nothing(sample_npz, tmp_path):
+    out = tmp_path / "out"
+    completed = subprocess.run([sys.executable, str(KERNEL_SCRIPT), "--strategy", "tpu", "--data", str(sample_npz),
+                                "--out", str(out)], capture_output=True, text=True, env=clean_env(),
+                               timeout=SUBPROCESS_TIMEOUT)
+
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: No TPU found for --strategy tpu") and "ACCELERATOR=tpu" in lines[-1]
+    assert "Traceback" not in completed.stderr
+    assert not out.exists()
+
+
+# --- mirrored over two logical CPUs -----------------------------------------------------------------
+
+# Splits the CPU into two logical devices (before TensorFlow starts them), then trains the same fold on one
+# device with a batch of 32 and mirrored over both with 16 per replica: the same global batch.
+MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from src import config, data, distribute, loops, training
+
+(x, y), (x_test, y_test) = data.sample_arrays()
+dataset = data.Dataset(x[:300], y[:300], x_test[:200], y_test[:200], source=None, kind="npz")
+mirrored = distribute.select("mirrored")
+plan = loops.FoldPlan(x[:40], y[:40], None, None, batch_size=mirrored.global_batch_size(16), epochs=1, seed=0,
+                      data_format="channels_last")
+first = next(iter(distribute.distribute_dataset(mirrored.strategy, plan.batches(0, one_hot=False))))
+replica_images = mirrored.strategy.experimental_local_results(first[0])
+results = {"replicas": mirrored.replicas, "kind": mirrored.kind,
+           "replica_batches": [int(images.shape[0]) for images in replica_images]}
+for model, loop, epochs in (("mlp", "fit", 2), ("mlp", "custom", 2), ("seed_cnn", "fit", 2)):
+    runs = {}
+    for strategy, batch in (("none", 32), ("mirrored", 16)):
+        run = config.RunConfig(kernel="t", model=model, optimizer="adam", epochs=epochs, batch_size=batch, folds=1,
+                               loop=loop, quiet=True, strategy=strategy)
+        runs[strategy] = training.cross_validate(dataset, run, data_format="channels_last")
+    results[f"{model}/{loop}"] = {
+        "accuracy": {name: run.test_accuracy for name, run in runs.items()},
+        "loss": {name: run.folds[0].history["loss"] for name, run in runs.items()},
+        "max_difference": float(np.abs(runs["none"].test_probabilities - runs["mirrored"].test_probabilities).max()),
+    }
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def mirrored_results():
+    completed = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], cwd=paths.REPO_ROOT, capture_output=True,
+                               text=True, env=clean_env(), timeout=SUBPROCESS_TIMEOUT)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return last_json_line(completed.stdout)
+
+
+def test_mirrored_splits_each_global_batch_over_the_replicas(mirrored_results):
+    assert (mirrored_results["kind"], mirrored_results["replicas"]) == ("mirrored", 2)
+    # --batch-size 16 per replica: global batches of 32, 16 images on each logical CPU.
+    assert mirrored_results["replica_batches"] == [16, 16]
+
+
+@pytest.mark.parametrize("loop", config.LOOP_NAMES)
+def test_mirrored_trains_like_one_device_with_the_global_batch(mirrored_results, loop):
+    result = mirrored_results[f"mlp/{loop}"]
+    # Without dropout the computation is the same, summed in another order: float rounding only.
+    np.testing.assert_allclose(result["loss"]["mirrored"], result["loss"]["none"], rtol=1e-5)
+    assert result["max_difference"] < 1e-5
+    assert result["accuracy"]["mirrored"] == result["accuracy"]["none"]
+    assert result["loss"]["none"][1] < result["loss"]["none"][0]  # it learns
+
+
+def test_mirrored_with_dropout_reaches_the_accuracy_of_one_device(mirrored_results):
+    # Each replica draws its own dropout masks, so the numbers differ. Over seeds 0-2 the two accuracies
+    # differed by 0.005 to 0.025 here; the test allows 0.05 (10 of the 200 test images).
+    result = mirrored_results["seed_cnn/fit"]
+    assert result["accuracy"]["none"] > 0.5
+    assert abs(result["accuracy"]["mirrored"] - result["accuracy"]["none"]) <= 0.05
+
+
+# --- two workers on 127.0.0.1 -----------------------------------------------------------------------
+
+WORKER_ARGS = ["--strategy", "multiworker", "--loop", "custom", "--model", "mlp", "--optimizer", "adam",
+               "--batch-size", "16", "--folds", "2", "--no-plots"]
+
+
+def start_workers(sample_npz, out: Path, tmp_path: Path, epochs: int, indices=(0, 1), **env: str):
+    """Starts kernel processes as workers `indices` of a cluster of two on free loopback ports."""
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    workers = []
+    for index in indices:
+        scratch = tmp_path / f"tmp-{index}"
+        scratch.mkdir()
+        log = open(tmp_path / f"worker-{index}.log", "w")
+        environment = clean_env(TF_CONFIG=tf_config(addresses, index), TMPDIR=str(scratch),
+                                DIGIT_KIT_LOGS=str(tmp_path / f"logs-{index}"), **env)
+        workers.append(subprocess.Popen(
+            [sys.executable, str(KERNEL_SCRIPT), *WORKER_ARGS, "--epochs", str(epochs), "--data", str(sample_npz),
+             "--out", str(out)], stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True))
+    return workers
+
+
+def wait_all(workers, timeout: float) -> list[int | None]:
+    """Waits for every worker; kills what is left at `timeout` (None marks a worker that had to be killed)."""
+    deadline = time.monotonic() + timeout
+    codes = []
+    for worker in workers:
+        try:
+            codes.append(worker.wait(timeout=max(deadline - time.monotonic(), 0.1)))
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+            codes.append(None)
+    return codes
+
+
+def test_two_workers_train_together_and_only_the_chief_writes(sample_npz, tmp_path):
+    out = tmp_path / "out"
+    workers = start_workers(sample_npz, out, tmp_path, epochs=2)
+    codes = wait_all(workers, SUBPROCESS_TIMEOUT)
+    logs = [(tmp_path / f"worker-{index}.log").read_text() for index in range(2)]
+
+    assert codes == [0, 0], logs
+    assert "worker 1 of 2: trained; the chief (worker 0) wrote the submission" in logs[1]
+    written = sorted(path.name for path in out.iterdir())
+    assert len(written) == 4 and [name.rsplit(".", 1)[-1] for name in written[1:]] == ["csv", "json", "npz"]
+    assert not (tmp_path / "logs-1").exists()  # the other worker's TensorBoard logs went to its scratch folder
+    assert list((tmp_path / "tmp-1").iterdir()) == []  # ... which it deleted
+    record = json.loads(next(out.glob("*.json")).read_text())
+    assert record["distribution"] == {"strategy": "multiworker", "requested": "multiworker", "replicas": 2,
+                                      "workers": 2, "global_batch_size": 32}
+    assert "batch 16 per replica x 2 = 32" in logs[0]
+
+    # Two workers with 16 images each per step train as one process with batches of 32.
+    single = cli.run_kernel(cli.parse_kernel_args(
+        [*WORKER_ARGS[4:], "--strategy", "none", "--batch-size", "32", "--epochs", "2", "--data", str(sample_npz),
+         "--out", str(tmp_path / "single"), "--quiet"], "mnist-cnn"))
+    together, alone = np.load(next(out.glob("*.npz"))), np.load(single["outputs"]["probabilities"])
+    np.testing.assert_allclose(together["test_probabilities"], alone["test_probabilities"], atol=1e-5)
+    np.testing.assert_allclose(together["oof_probabilities"], alone["oof_probabilities"], atol=1e-5)
+    assert record["test_accuracy"] == single["test_accuracy"]
+
+
+def test_a_worker_that_dies_stops_the_other_with_one_line(sample_npz, tmp_path):
+    out = tmp_path / "out"
+    workers = start_workers(sample_npz, out, tmp_path, epochs=500)
+    chief_log = tmp_path / "worker-0.log"
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+    while "Epoch 3/500" not in chief_log.read_text() and time.monotonic() < deadline and workers[0].poll() is None:
+        time.sleep(0.2)
+    assert "Epoch 3/500" in chief_log.read_text(), chief_log.read_text()[-3000:]
+    os.killpg(workers[1].pid, signal.SIGKILL)
+    killed = time.monotonic()
+
+    # TensorFlow sees the closed connection (or the missing heartbeats, within seconds): far below the bound.
+    codes = wait_all(workers, 60)
+
+    assert codes[0] == 2, chief_log.read_text()[-3000:]
+    assert time.monotonic() - killed < 60
+    last = [line for line in chief_log.read_text().splitlines() if line.strip()][-1]
+    assert last.startswith("error: The multi-worker run stopped on worker 0 of 2: ")
+    assert "Start every worker again" in last
+    assert not list(out.glob("*.csv")) and not list(out.glob("*.json"))
+
+
+def test_a_worker_alone_gives_up_waiting_for_the_cluster(sample_npz, tmp_path):
+    out = tmp_path / "out"
+    # Its partner in TF_CONFIG never starts.
+    lonely = start_workers(sample_npz, out, tmp_path, epochs=1, indices=(0,), **{distribute.JOIN_TIMEOUT_ENV: "3"})
+    codes = wait_all(lonely, SUBPROCESS_TIMEOUT)
+    log = (tmp_path / "worker-0.log").read_text()
+
+    assert codes[0] == -signal.SIGKILL, log
+    assert "error: worker 0 of 2 waited 3 s for the other workers of TF_CONFIG" in log
+    assert not out.exists()
