@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from src import files, records  # noqa: E402  (after the path fix, for a clone without `pip install -e .`)
+from src import config, files, records  # noqa: E402  (after the path fix, for a clone without `pip install -e .`)
 
 KERNELS = REPO_ROOT / "kernels"
 STAGES = ("responsiveness", "throughput", "accuracy", "memory")
@@ -216,6 +216,8 @@ class Report:
         self.rows.append((program, run, wall, cpu, fit, rate, accuracy, rss, ratio))
 
     def measured_row(self, measured: Measured, run: str, ratio: str = "") -> None:
+        epochs = ", ".join(f"{seconds:.1f}" for seconds in measured.epoch_seconds)
+        self.details.append(f"- {measured.label}: epoch seconds {epochs}; `{shlex.join(measured.command)}`")
         rate = measured.best_images_per_second if measured.train_images else float("nan")
         self.row(measured.label, run, f"{measured.wall_seconds:.1f}", f"{measured.cpu_seconds:.1f}",
                  f"{measured.fit_seconds:.1f}",
@@ -361,7 +363,8 @@ def machine_description() -> str:
         memory = f"{int(memory) / 2**20:.0f} GiB"
     except (OSError, StopIteration):
         memory = "unknown memory"
-    return f"{model}, {os.cpu_count()} cores, {memory}, {platform.system()} {platform.release()}"
+    bfloat16 = "native bfloat16" if config.cpu_computes_bfloat16() else "no native bfloat16"
+    return f"{model}, {os.cpu_count()} cores, {bfloat16}, {memory}, {platform.system()} {platform.release()}"
 
 
 def load_text() -> str:
@@ -398,7 +401,7 @@ def results_markdown(report: Report, args, started: dt.datetime, seconds: float,
         "",
         "## Details",
         "",
-        *report.details,
+        *(report.details or ["(none)"]),
         "",
     ])
 
