@@ -47,7 +47,7 @@ bench-accuracy: data ## Train the seed recipe (--folds 1, 12 epochs) on the full
 	$(PY) kernels/mnist-cnn/kernel.py --data $(BENCH_DATA) --out $(BENCH_OUT)/accuracy --folds 1 --epochs 12 \
 		--batch-size 128 --quiet $(ARGS)
 
-bench: data ## Benchmark the kit against the seed kernel (PEER=) on the full MNIST into benchmarks/results.md (~45 min).
+bench: data ## Benchmark the kit against the seed kernel (PEER=) on the full MNIST into benchmarks/results.md (~30 min).
 	$(PY) benchmarks/bench.py --data $(BENCH_DATA) --peer $(PEER) --out $(BENCH_OUT) --results benchmarks/results.md \
 		$(ARGS)
 

@@ -7,7 +7,7 @@ timed the same way). Throughput is compared on short runs interleaved peer, kit,
 accuracy runs once per seed. The table is printed and written, with the machine, library versions, commit and
 command, to `--results`.
 
-    make bench                      # full MNIST, about 45 minutes on 2 cores
+    make bench                      # full MNIST, about 30 minutes on 2 cores
     make bench-quick                # a slice, under 5 minutes
     python benchmarks/bench.py --data ../shared/data/mnist.npz --peer ../shared/reference/seed_kernel.py \\
         --stages throughput --pairs 3
