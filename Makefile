@@ -84,7 +84,7 @@ bench-accuracy: data ## Train the seed recipe (--folds 1, 12 epochs) on the full
 runs: setup ## List the runs in submissions/, best CV first; flags in ARGS, e.g. ARGS="--format markdown".
 	@$(PY) -m src runs $(ARGS)
 
-bench: data ## Benchmark the kit against the seed kernel (PEER=) on the full MNIST into benchmarks/results.md (~45 min).
+bench: data ## Benchmark the kit against the seed kernel (PEER=) on the full MNIST into benchmarks/results.md (~30 min).
 	$(PY) benchmarks/bench.py --data $(BENCH_DATA) --peer $(PEER) --out $(BENCH_OUT) --results benchmarks/results.md \
 		$(ARGS)
 

@@ -1,12 +1,13 @@
 """The kit against the seed kernel: speed, time to accuracy, memory and responsiveness, side by side.
 
-Every program runs as its own process; its peak RSS comes from `os.wait4`, its per-epoch seconds from the
+Every program runs as its own process; its peak RSS comes from `os.wait4` (Linux counts the parent's peak
+into a child's, so this process stays small: it loads neither the data nor TensorFlow), its per-epoch seconds from the
 peer's printed epoch lines and from the kit's run record (`history["epoch_seconds"]`, training + validation,
 timed the same way). Throughput is compared on short runs interleaved peer, kit, peer, kit, ...; time to
 accuracy runs once per seed. The table is printed and written, with the machine, library versions, commit and
 command, to `--results`.
 
-    make bench                      # full MNIST, about 45 minutes on 2 cores
+    make bench                      # full MNIST, about 30 minutes on 2 cores
     make bench-quick                # a slice, under 5 minutes
     python benchmarks/bench.py --data ../shared/data/mnist.npz --peer ../shared/reference/seed_kernel.py \\
         --stages throughput --pairs 3
@@ -29,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from src import files, records  # noqa: E402  (after the path fix, for a clone without `pip install -e .`)
+from src import config, files, records  # noqa: E402  (after the path fix, for a clone without `pip install -e .`)
 
 KERNELS = REPO_ROOT / "kernels"
 STAGES = ("responsiveness", "throughput", "accuracy", "memory")
@@ -169,6 +170,10 @@ def run_kit(kernel: str, data: Path, flags: list[str], label: str, out_dir: Path
     return measured
 
 
+def epoch_list(measured: Measured) -> str:
+    return ", ".join(f"{seconds:.1f}" for seconds in measured.epoch_seconds)
+
+
 def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
@@ -184,14 +189,26 @@ def time_command(arguments: list[str], repeats: int = 3) -> tuple[float, int]:
     return slowest, status
 
 
-def slice_data(source: Path, train_rows: int, test_rows: int, out_dir: Path) -> Path:
-    """Writes the first rows of an `mnist.npz` (same layout) for quick runs, and returns its path."""
-    from src import data
+SLICE_PROGRAM = """
+import sys
+from src import data
+source, train_rows, test_rows, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+(x_train, y_train), (x_test, y_test) = data.load_npz(source)
+data.write_npz(path, x_train[:train_rows], y_train[:train_rows], x_test[:test_rows], y_test[:test_rows])
+"""
 
-    (x_train, y_train), (x_test, y_test) = data.load_npz(source)
+
+def slice_data(source: Path, train_rows: int, test_rows: int, out_dir: Path) -> Path:
+    """Writes the first rows of an `mnist.npz` (same layout) for quick runs, and returns its path.
+
+    A child process does it: Linux counts a parent's peak RSS into every child it starts (the pages it shares
+    until `exec`), so the bench's own process stays small by never loading the data or TensorFlow.
+    """
     path = out_dir / f"mnist-{train_rows}-{test_rows}.npz"
     out_dir.mkdir(parents=True, exist_ok=True)
-    return data.write_npz(path, x_train[:train_rows], y_train[:train_rows], x_test[:test_rows], y_test[:test_rows])
+    subprocess.run([sys.executable, "-c", SLICE_PROGRAM, str(source), str(train_rows), str(test_rows), str(path)],
+                   cwd=REPO_ROOT, check=True)
+    return path
 
 
 def megabytes(size: int) -> str:
@@ -216,6 +233,7 @@ class Report:
         self.rows.append((program, run, wall, cpu, fit, rate, accuracy, rss, ratio))
 
     def measured_row(self, measured: Measured, run: str, ratio: str = "") -> None:
+        self.details.append(f"- {measured.label}: epochs {epoch_list(measured)} s; `{shlex.join(measured.command)}`")
         rate = measured.best_images_per_second if measured.train_images else float("nan")
         self.row(measured.label, run, f"{measured.wall_seconds:.1f}", f"{measured.cpu_seconds:.1f}",
                  f"{measured.fit_seconds:.1f}",
@@ -274,8 +292,9 @@ def stage_throughput(report: Report, peer: Path | None, data: Path, args, out_di
             cpu_ratios.append(peers[-1].cpu_seconds / kits[-1].cpu_seconds)
             report.details.append(
                 f"- pair {pair}: seed kernel {peers[-1].best_images_per_second:,.0f} images/s "
-                f"({peers[-1].cpu_seconds:.0f} CPU s), mnist-cnn {kits[-1].best_images_per_second:,.0f} images/s "
-                f"({kits[-1].cpu_seconds:.0f} CPU s): ratio {ratios[-1]:.3f}, CPU ratio {cpu_ratios[-1]:.3f}"
+                f"({peers[-1].cpu_seconds:.0f} CPU s, epochs {epoch_list(peers[-1])} s), mnist-cnn "
+                f"{kits[-1].best_images_per_second:,.0f} images/s ({kits[-1].cpu_seconds:.0f} CPU s, epochs "
+                f"{epoch_list(kits[-1])} s): ratio {ratios[-1]:.3f}, CPU ratio {cpu_ratios[-1]:.3f}"
             )
     run = f"seed recipe, {args.pair_epochs} epochs, median of {args.pairs}"
 
@@ -361,7 +380,8 @@ def machine_description() -> str:
         memory = f"{int(memory) / 2**20:.0f} GiB"
     except (OSError, StopIteration):
         memory = "unknown memory"
-    return f"{model}, {os.cpu_count()} cores, {memory}, {platform.system()} {platform.release()}"
+    bfloat16 = "native bfloat16" if config.cpu_computes_bfloat16() else "no native bfloat16"
+    return f"{model}, {os.cpu_count()} cores, {bfloat16}, {memory}, {platform.system()} {platform.release()}"
 
 
 def load_text() -> str:
@@ -398,7 +418,7 @@ def results_markdown(report: Report, args, started: dt.datetime, seconds: float,
         "",
         "## Details",
         "",
-        *report.details,
+        *(report.details or ["(none)"]),
         "",
     ])
 

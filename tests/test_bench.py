@@ -1,6 +1,8 @@
 """Tests of benchmarks/bench.py's parts that need no training: parsing, per-process measures, the table."""
 
 import importlib.util
+import json
+import subprocess
 import sys
 
 import pytest
@@ -36,34 +38,33 @@ def test_measured_best_images_per_second_is_the_fastest_epoch():
     assert single.best_images_per_second == pytest.approx(50.0)
 
 
-MEASURE_IN_SMALL_PARENT = """
-import importlib.util, json, sys
-from pathlib import Path
-spec = importlib.util.spec_from_file_location("bench", sys.argv[1])
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
-allocate = "block = bytearray(300 * 2**20); block[::4096] = b'x' * len(block[::4096]); print('ok')"
-folder = Path(sys.argv[2])
-big = bench.run_program("allocate", [sys.executable, "-c", allocate], folder / "allocate.log", timeout=60)
-small = bench.run_program("small", [sys.executable, "-c", "print('ok')"], folder / "small.log", timeout=60)
-print(json.dumps([big.output.strip(), big.returncode, big.peak_rss_bytes, big.cpu_seconds, small.peak_rss_bytes]))
-"""
+def peak_rss_from_a_small_parent(tmp_path, name, program):
+    """Runs `program` through `run_program` in a fresh interpreter and returns (peak RSS, CPU seconds, output).
+
+    Linux counts a parent's peak RSS into its children's, so the measuring process must be small, as the
+    bench's is, and pytest's (with TensorFlow loaded) is not.
+    """
+    bench_path = str(paths.REPO_ROOT / "benchmarks" / "bench.py")
+    measure = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('bench', {bench_path!r})\n"
+        "bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)\n"
+        f"m = bench.run_program({name!r}, [sys.executable, '-c', {program!r}], "
+        f"bench.Path({str(tmp_path / name)!r} + '.log'), timeout=60)\n"
+        "print(json.dumps([m.peak_rss_bytes, m.cpu_seconds, m.output]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_run_program_measures_the_child_peak_rss(tmp_path):
-    import json
-    import subprocess
-
-    # A forked child starts as a copy of its parent, so its peak RSS includes the parent's: measured from this
-    # test process, grown by TensorFlow, a small child would look large. The bench runs from a small process;
-    # so does this check.
-    result = subprocess.run([sys.executable, "-c", MEASURE_IN_SMALL_PARENT, str(spec.origin), str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, check=True)
-    output, returncode, big_rss, cpu_seconds, small_rss = json.loads(result.stdout.strip().splitlines()[-1])
-    assert output == "ok" and returncode == 0
-    assert big_rss > 300 * 2**20
-    assert cpu_seconds > 0
-    assert small_rss < big_rss - 250 * 2**20
+    allocate = "block = bytearray(300 * 2**20); block[::4096] = b'x' * len(block[::4096]); print('ok')"
+    big, cpu_seconds, output = peak_rss_from_a_small_parent(tmp_path, "allocate", allocate)
+    small, _, _ = peak_rss_from_a_small_parent(tmp_path, "small", "print('ok')")
+    assert output.strip() == "ok"
+    assert big > 300 * 2**20 and cpu_seconds > 0
+    assert small < big - 250 * 2**20
 
 
 def test_run_program_failure_names_its_log(tmp_path):
