@@ -29,7 +29,7 @@ class ArgumentParser(argparse.ArgumentParser):
         raise KitError(f"{self.prog}: {message}; see --help.")
 
 
-def configure_logging(quiet: bool = False) -> None:
+def configure_logging() -> None:
     """Prints the kit's log lines as plain messages on stdout, beside Keras' progress."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
 
@@ -164,7 +164,7 @@ def run_kernel(config: run_config.RunConfig) -> dict:
     """
     from src import data, distribute, files, paths, records, submission, training
 
-    configure_logging(config.quiet)
+    configure_logging()
     started = time.perf_counter()
     # MultiWorkerMirroredStrategy must start before TensorFlow runs anything else (the TFRecord loader would);
     # the others start after the data, so that bad data fails at once, before TensorFlow loads.

@@ -76,6 +76,20 @@ def atomic_path(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
             temporary.unlink()
 
 
+def scratch_folder(target: Path, prefix: str) -> Path:
+    """Creates a hidden, empty folder beside `target`, where a folder is assembled before it is renamed there.
+
+    Raises:
+        KitError: the parent folder cannot be created or written.
+    """
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    except OSError as error:
+        raise KitError(describe_os_error(error, target)) from None
+
+
 def write_bytes(path: Path, content: bytes, *, overwrite: bool = True) -> Path:
     """Writes `content` to `path` atomically and returns `path`."""
     with atomic_path(path, overwrite=overwrite) as temporary:

@@ -636,11 +636,7 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None, *, accelera
                            "remove it from the kernel or src/ and rotate the key on kaggle.com.")
 
     target = Path(build_dir or paths.KERNEL_BUNDLES_DIR) / name
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    except OSError as error:
-        raise KitError(files.describe_os_error(error, target)) from None
+    scratch = files.scratch_folder(target, prefix=f".{name}-")
     try:
         files.write_text(scratch / BUNDLE_CODE_FILE, text)
         files.write_text(scratch / METADATA_FILE, metadata_text)
@@ -836,11 +832,7 @@ def download_output_of(ref: str, target: Path, name: str, push_command: str | No
         `target`.
     """
     forbidden, not_found = _kernel_failures(ref, name, push_command=push_command)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{name}-download-", dir=target.parent))
-    except OSError as error:
-        raise KitError(files.describe_os_error(error, target)) from None
+    scratch = files.scratch_folder(target, prefix=f".{name}-download-")
     try:
         run_cli(["kernels", "output", ref, "-p", str(scratch)], f"download the output of kernel {ref}",
                 forbidden, not_found)
