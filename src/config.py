@@ -43,7 +43,8 @@ class RunConfig:
         optimizer: a name from `OPTIMIZER_NAMES`.
         learning_rate: the optimizer's rate (a schedule's peak); None for the optimizer's default in the kit.
         schedule: a name from `SCHEDULE_NAMES`: `"constant"`, or `"warmup_cosine"` (a linear ramp over the
-            first tenth of the steps, then a cosine decay to zero), or `"exponential"` (times 0.95 per epoch).
+            first tenth of the steps, then a cosine decay to zero), or `"exponential"` (a constant factor per
+            epoch, to a tenth of the rate after the last: x0.95 per epoch over 45 epochs).
         precision: a name from `PRECISION_NAMES`; `auto` looks at this machine's CPU (not at GPUs: name the
             precision for one).
         epochs: passes over each fold's training data.

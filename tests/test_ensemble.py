@@ -125,5 +125,12 @@ def test_recipe_kernel_end_to_end_writes_a_valid_submission(tmp_path, sample_npz
 
 def test_exponential_schedule_decays_once_per_epoch():
     schedule = models.build_learning_rate("exponential", 1e-3, total_steps=30, steps_per_epoch=10)
-    rates = [float(schedule(step)) for step in (0, 9, 10, 19, 20)]
-    np.testing.assert_allclose(rates, [1e-3, 1e-3, 0.95e-3, 0.95e-3, 0.95**2 * 1e-3], rtol=1e-6)
+    rates = [float(schedule(step)) for step in (0, 9, 10, 19, 20, 29, 30)]
+    decay = 0.1 ** (1 / 3)
+    expected = [1e-3, 1e-3, decay * 1e-3, decay * 1e-3, decay**2 * 1e-3, decay**2 * 1e-3, 1e-4]
+    np.testing.assert_allclose(rates, expected, rtol=1e-5)
+
+
+def test_exponential_schedule_is_the_recipe_decay_over_45_epochs():
+    assert models.epoch_decay(45) == pytest.approx(0.95, abs=2e-4)
+    assert models.epoch_decay(15) == pytest.approx(0.858, abs=1e-3)

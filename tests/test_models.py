@@ -32,6 +32,20 @@ def test_build_model_trains_a_step(name):
     assert any(not np.array_equal(old, new) for old, new in zip(before, model.get_weights()))
 
 
+@pytest.mark.parametrize("name", config.MODEL_NAMES)
+def test_build_model_keeps_probabilities_float32_under_mixed_bfloat16(name):
+    models.set_precision("mixed_bfloat16")
+    try:
+        model = models.build_model(name, "channels_last")
+        probabilities = model(np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32))
+    finally:
+        models.set_precision("float32")
+    # bfloat16 keeps 8 bits of mantissa: its probabilities would not sum to 1 within 1e-6.
+    assert model.layers[-2].compute_dtype == "bfloat16"
+    assert probabilities.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(probabilities).sum(axis=1), 1.0, atol=1e-6)
+
+
 def test_build_seed_cnn_is_the_classic_architecture():
     model = models.build_seed_cnn("channels_last")
     kinds = [type(layer).__name__ for layer in model.layers]
