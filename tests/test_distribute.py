@@ -300,6 +300,22 @@ def test_two_workers_train_together_and_only_the_chief_writes(sample_npz, tmp_pa
     assert record["test_accuracy"] == single["test_accuracy"]
 
 
+def test_keras_fit_still_fails_under_multiworker(tmp_path):
+    # The canary for config.py's refusal of --strategy multiworker --loop fit: plain Keras, no kit code. When a
+    # Keras release trains here, this fails, and the refusal (and this test) can go.
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    workers = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("keras_multiworker_fit.py"))],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                env=clean_env(TF_CONFIG=tf_config(addresses, index)))
+               for index in range(2)]
+    codes = wait_all(workers, SUBPROCESS_TIMEOUT)
+    outputs = [worker.stdout.read() for worker in workers]
+    assert codes == [0, 0], outputs
+    results = [line for output in outputs for line in output.splitlines() if line.startswith("fit ")]
+    assert results != ["fit trained"] * 2, "Keras now trains under multiworker: lift the refusal in src/config.py"
+    assert results == ["fit failed: ValueError"] * 2, outputs
+
+
 def test_a_worker_that_dies_stops_the_other_with_one_line(sample_npz, tmp_path):
     out = tmp_path / "out"
     workers = start_workers(sample_npz, out, tmp_path, epochs=500)
