@@ -227,7 +227,7 @@ WARMUP_FRACTION = 0.1
 
 
 # `exponential` decays the rate by a constant factor per epoch, to this share of its start after the run's
-# epochs: x0.95 per epoch over the leaderboard recipe's 45 (0.1 ** (1 / 45) = 0.9501), x0.858 over 15, so that a
+# epochs: x0.95 per epoch over the leaderboard recipe's 45 (0.1 ** (1 / 45) = 0.9501), x0.926 over 30, so that a
 # short budget anneals as far as the full one instead of stopping at a high rate.
 FINAL_RATE_FRACTION = 0.1
 
