@@ -7,6 +7,7 @@ then takes its final name, so a crash or a full disk never leaves a partial file
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,18 +77,35 @@ def atomic_path(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
             temporary.unlink()
 
 
-def scratch_folder(target: Path, prefix: str) -> Path:
-    """Creates a hidden, empty folder beside `target`, where a folder is assembled before it is renamed there.
+@contextlib.contextmanager
+def folder_in_place(target: Path, prefix: str) -> Iterator[Path]:
+    """Yields a hidden, empty folder beside `target` to fill; on success it replaces `target` by renames only.
+
+    If the block raises, `target` is left as it was and the half-filled folder is removed.
 
     Raises:
-        KitError: the parent folder cannot be created or written.
+        KitError: the parent folder cannot be created or written, or the renames fail.
     """
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     except OSError as error:
         raise KitError(describe_os_error(error, target)) from None
+    try:
+        yield scratch
+        os.chmod(scratch, 0o755)  # mkdtemp made it private; the finished folder is an ordinary one
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(scratch, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as error:
+        raise KitError(describe_os_error(error, target)) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def write_bytes(path: Path, content: bytes, *, overwrite: bool = True) -> Path:

@@ -573,17 +573,6 @@ def bundle_text(kernel_source: str, archive: bytes, *, kernel: str, kernel_path:
     return head + preamble + "".join(lines[line:])
 
 
-def _replace_folder(new: Path, target: Path) -> None:
-    """Puts the finished folder `new` at `target`, replacing what was there, with renames only."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        os.replace(target, old / target.name)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def bundle(kernel: str | os.PathLike, build_dir: Path | None = None, *, accelerator: str | None = None,
            fold: tuple[int, int] | None = None) -> Path:
     """Writes `build/kernels/<name>/`: one self-contained `kernel.py` and its finished `kernel-metadata.json`.
@@ -636,16 +625,9 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None, *, accelera
                            "remove it from the kernel or src/ and rotate the key on kaggle.com.")
 
     target = Path(build_dir or paths.KERNEL_BUNDLES_DIR) / name
-    scratch = files.scratch_folder(target, prefix=f".{name}-")
-    try:
+    with files.folder_in_place(target, prefix=f".{name}-") as scratch:
         files.write_text(scratch / BUNDLE_CODE_FILE, text)
         files.write_text(scratch / METADATA_FILE, metadata_text)
-        os.chmod(scratch, 0o755)
-        _replace_folder(scratch, target)
-    except OSError as error:
-        raise KitError(files.describe_os_error(error, target)) from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     logger.info("bundle: %s (%s, %d bytes, src sha256 %s, commit %s)", target / BUNDLE_CODE_FILE, finished["id"],
                 len(text.encode("utf-8")), hashlib.sha256(archive).hexdigest()[:12], commit)
     return target
@@ -832,8 +814,7 @@ def download_output_of(ref: str, target: Path, name: str, push_command: str | No
         `target`.
     """
     forbidden, not_found = _kernel_failures(ref, name, push_command=push_command)
-    scratch = files.scratch_folder(target, prefix=f".{name}-download-")
-    try:
+    with files.folder_in_place(target, prefix=f".{name}-download-") as scratch:
         run_cli(["kernels", "output", ref, "-p", str(scratch)], f"download the output of kernel {ref}",
                 forbidden, not_found)
         # The CLI leaves this marker beside a file whose download it could not finish.
@@ -841,12 +822,6 @@ def download_output_of(ref: str, target: Path, name: str, push_command: str | No
         if partial is not None:
             raise KitError(f"Kaggle could not download the output of kernel {ref}: "
                            f"{partial.name.removesuffix('.kaggle-partial')} arrived incomplete; retry.")
-        os.chmod(scratch, 0o755)
-        _replace_folder(scratch, target)
-    except OSError as error:
-        raise KitError(files.describe_os_error(error, target)) from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 
