@@ -83,3 +83,13 @@ def test_strong_cnn_augments_only_in_training():
     np.testing.assert_array_equal(augmentation(images, training=False).numpy(), images)
     assert not np.allclose(augmentation(images, training=True).numpy(), images)
     assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in augmentation.layers)
+
+
+def test_build_augmentation_zooms_height_and_width_independently():
+    # A centred square of ink: a zoom that kept the aspect ratio would leave every copy square.
+    square = np.zeros((64, 28, 28, 1), dtype=np.float32)
+    square[:, 4:24, 4:24] = 1.0
+    [zoom] = [layer for layer in models.build_augmentation(seed=3).layers if isinstance(layer, keras.layers.RandomZoom)]
+    ink = zoom(square, training=True).numpy()[..., 0] > 0.5
+    heights, widths = ink.any(axis=2).sum(axis=1), ink.any(axis=1).sum(axis=1)
+    assert (heights != widths).sum() > 32
