@@ -11,7 +11,7 @@ from the MNIST test set (for example one that loads keras.datasets.mnist) has se
 leaks, not skill, and this kernel never does it.
 
 Budgets (`--budget`, default auto: gpu when a GPU is present):
-    cpu: 4 folds x 30 epochs x 1 seed, for a laptop (about 80 minutes on 2 cores for the 42,000 competition images)
+    cpu: 4 folds x 30 epochs x 1 seed, for a laptop (about 76 minutes on 2 cores for the 42,000 competition images)
     gpu: 5 folds x 45 epochs x 3 seeds, for a Kaggle GPU kernel
 
 Run it locally:
