@@ -72,10 +72,10 @@ def build_mlp(data_format: str = "channels_last", num_classes: int = data.NUM_CL
 
 
 def build_augmentation(data_format: str = "channels_last", seed: int | None = None) -> keras.Sequential:
-    """Random rotation (about 10 degrees), zoom (10%, each axis its own) and shifts (10%); no flips.
+    """Random rotation (about 10 degrees), zoom (10%) and shifts (10%); no flips, which change digits.
 
-    Flips would change digits. Height and width zoom independently, as the 0.99757 kernel's
-    `ImageDataGenerator(zoom_range=0.1)` did, so digits also come narrower or wider than they were written.
+    Height and width zoom independently, as the 0.99757 kernel's `ImageDataGenerator(zoom_range=0.1)` did,
+    so digits also come narrower or wider than they were written.
 
     Keras' preprocessing layers act only in training: at prediction the block passes images through
     unchanged, unless it is called with `training=True` for test-time augmentation.
