@@ -1,14 +1,22 @@
 """digit-kit: a competition kit for Kaggle's Digit Recognizer (MNIST) on TensorFlow 2 and Keras 3.
 
-Importing the package is cheap: TensorFlow and Keras are imported only by the modules that train
-(`src.models`, `src.training`) and by the functions that need them.
+Importing the package is cheap: TensorFlow and Keras load only with the modules that train and predict. The
+layers of the package, each importing only those below it (checked by `lint-imports`, see setup.cfg):
+
+| layer | modules |
+| --- | --- |
+| entry points | `cli` (`python -m src`), `flags` (every kernel's flags), `console` (log lines, one-line errors) |
+| workflows | `prepare` (`make data`), `blend`, `collect` |
+| Kaggle | `kaggle.*`: credentials, the CLI, metadata, bundles, kernels, the competition |
+| training | `training` (a run as a kernel tells it), `fitting`, `custom_loop`, `callbacks`, `restore`, `prediction`, `distribute` |
+| results | `finish`, `report`, `plots`, `runs_table`, `records`, `runs`, `results`, `folds`, `submission` |
+| models and data | `models` (the registry), `optimizers`, `data`, `loaders`, `validation`, `tfrecord`, `pipelines`, `layout`, `sample` |
+| ground | `config`, `machine`, `provenance`, `paths`, `files`, `mnist`, `errors` |
 """
 
 import os
 
 # Keras 3 picks its backend at import time; the kit is written for TensorFlow.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# TensorFlow's C++ start-up chatter (oneDNN, CPU features) hides the kit's own output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

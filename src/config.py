@@ -1,26 +1,23 @@
-"""A run's configuration: the flags every kernel shares, their defaults and their checks.
+"""A run's configuration: the flags every kernel shares, their defaults, their checks, and what each field is to a run.
 
-This module imports nothing heavy, so that `--help` and every bad-flag error answer at once.
+This module imports nothing heavy, so that `--help` and every bad-flag error answer at once. The model names are
+the registry's (`src.models.MODEL_NAMES`), checked where a model is built and by the kernels' flags.
 """
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from src import paths
+from src import machine, paths
 from src.errors import KitError
 
-# The names `src.models` registers; kept here so that flags are checked without importing Keras.
-MODEL_NAMES = ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn", "fast_cnn")
 OPTIMIZER_NAMES = ("adadelta", "adam", "rmsprop")
 # How the learning rate moves over a fit; `src.models.build_learning_rate` builds them.
 SCHEDULE_NAMES = ("constant", "warmup_cosine", "exponential")
 # The layers' numbers: float32, or bfloat16 arithmetic on float32 weights (`mixed_bfloat16`); `auto` picks
 # mixed_bfloat16 where the CPU computes bfloat16 natively, float32 elsewhere.
 PRECISION_NAMES = ("float32", "mixed_bfloat16", "auto")
-# CPU flags of native bfloat16 arithmetic (Intel AMX, AVX-512 BF16), which oneDNN runs convolutions with.
-BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 LOOP_NAMES = ("fit", "custom")
 # tf.distribute strategies a run can train under (see src/distribute.py).
 STRATEGY_NAMES = ("auto", "none", "mirrored", "multiworker", "tpu")
@@ -28,6 +25,34 @@ STRATEGY_NAMES = ("auto", "none", "mirrored", "multiworker", "tpu")
 # near 84% after 12 epochs instead of 99.25% (keras-team/keras#13815).
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 1e-3, "rmsprop": 1e-3}
 MAX_FOLDS = 50
+
+
+class Role(NamedTuple):
+    """What a configuration field is to a run.
+
+    Attributes:
+        identity: it changes what the run computes: two commands that differ in it are different runs (resume).
+        shown: `make runs` lists it among the settings that differ between runs.
+        compared: the fold kernels of one `make push-folds` must agree on it before `make collect` blends them.
+    """
+
+    identity: bool
+    shown: bool
+    compared: bool
+
+
+# Every field of `RunConfig` has one of these roles (its metadata "role").
+ROLES = {
+    "result": Role(identity=True, shown=True, compared=True),  # changes what the run computes
+    "column": Role(identity=True, shown=False, compared=True),  # the same, with its own column in `make runs`
+    "fold": Role(identity=True, shown=True, compared=False),  # which fold of the split this run trains
+    "request": Role(identity=False, shown=True, compared=True),  # how the run was asked for (--budget, --restore)
+    "place": Role(identity=False, shown=False, compared=False),  # where it reads and writes, and how it talks
+}
+
+
+def _field(default, role: str):
+    return dataclasses.field(default=default, metadata={"role": role})
 
 
 @dataclass(frozen=True)
@@ -39,7 +64,7 @@ class RunConfig:
         data: an `.npz`, a competition folder or a folder to search; None to look in the default place.
         out: the folder that receives the submission and everything else the run writes; None for the
             default (`submissions/`, or `/kaggle/working` on Kaggle).
-        model: a name from `MODEL_NAMES`.
+        model: a name from the model registry (`src.models.MODEL_NAMES`), or the kernel's own model.
         optimizer: a name from `OPTIMIZER_NAMES`.
         learning_rate: the optimizer's rate (a schedule's peak); None for the optimizer's default in the kit.
         schedule: a name from `SCHEDULE_NAMES`: `"constant"`, or `"warmup_cosine"` (a linear ramp over the
@@ -52,6 +77,7 @@ class RunConfig:
         folds: 1 for one fit on all training data; K >= 2 for stratified K-fold with a fold ensemble.
         seed: seeds fold splits, shuffling, initial weights and dropout.
         quiet: log lines only, no progress bars.
+        verbose: show TensorFlow's own log lines too (hidden by default).
         plots: draw the run's pictures (learning curves, confusion matrices, mistakes) into its folder.
         loop: `"fit"` trains with Keras' `model.fit`; `"custom"` with the kit's `tf.GradientTape` loop.
         eager: run the training step eagerly instead of compiled into a graph (`tf.function`).
@@ -66,32 +92,32 @@ class RunConfig:
             separate Kaggle kernels (`make push-folds`); None trains every fold.
     """
 
-    kernel: str
-    data: str | None = None
-    out: str | None = None
-    model: str = "seed_cnn"
-    optimizer: str = "adadelta"
-    learning_rate: float | None = None
-    schedule: str = "constant"
-    precision: str = "float32"
-    epochs: int = 12
-    batch_size: int = 128
-    folds: int = 5
-    seed: int = 0
-    quiet: bool = False
-    plots: bool = True
-    loop: str = "fit"
-    eager: bool = False
-    restore: str | None = None
-    restart: bool = False
-    seeds: int = 1
-    tta: int = 0
-    budget: str | None = None
-    strategy: str = "auto"
-    fold_index: int | None = None
+    kernel: str = dataclasses.field(metadata={"role": "column"})
+    data: str | None = _field(None, "place")
+    out: str | None = _field(None, "place")
+    model: str = _field("seed_cnn", "column")
+    optimizer: str = _field("adadelta", "result")
+    learning_rate: float | None = _field(None, "result")
+    schedule: str = _field("constant", "result")
+    precision: str = _field("float32", "result")
+    epochs: int = _field(12, "result")
+    batch_size: int = _field(128, "result")
+    folds: int = _field(5, "column")
+    seed: int = _field(0, "result")
+    quiet: bool = _field(False, "place")
+    verbose: bool = _field(False, "place")
+    plots: bool = _field(True, "place")
+    loop: str = _field("fit", "result")
+    eager: bool = _field(False, "result")
+    restore: str | None = _field(None, "request")
+    restart: bool = _field(False, "place")
+    seeds: int = _field(1, "result")
+    tta: int = _field(0, "result")
+    budget: str | None = _field(None, "request")
+    strategy: str = _field("auto", "result")
+    fold_index: int | None = _field(None, "fold")
 
     def __post_init__(self) -> None:
-        check_choice("model", self.model, MODEL_NAMES)
         check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         check_choice("loop", self.loop, LOOP_NAMES)
         check_choice("schedule", self.schedule, SCHEDULE_NAMES)
@@ -131,12 +157,11 @@ class RunConfig:
         """The dtype policy the model is built with: `auto` resolved for this machine."""
         if self.precision != "auto":
             return self.precision
-        return "mixed_bfloat16" if cpu_computes_bfloat16() else "float32"
+        return "mixed_bfloat16" if machine.cpu_computes_bfloat16() else "float32"
 
     @property
     def output_dir(self) -> Path:
-        from src import paths
-
+        """The folder that receives the run's outputs: `out`, or the default for this machine."""
         return Path(self.out) if self.out is not None else paths.default_output_dir()
 
     def to_dict(self) -> dict:
@@ -147,25 +172,15 @@ class RunConfig:
         return values
 
 
-def gpu_present() -> bool:
-    """Returns whether an NVIDIA GPU is present, without importing TensorFlow (flags must parse fast)."""
-    import shutil
+def field_names(aspect: str, value: bool = True) -> tuple[str, ...]:
+    """Returns the `RunConfig` fields, in order, whose role's `aspect` is `value`.
 
-    return Path("/proc/driver/nvidia/gpus").is_dir() or shutil.which("nvidia-smi") is not None
-
-
-@functools.cache
-def cpu_computes_bfloat16(cpuinfo: Path = paths.CPUINFO) -> bool:
-    """Returns whether the CPU has native bfloat16 arithmetic (one of `BFLOAT16_CPU_FLAGS`).
-
-    Elsewhere bfloat16 is emulated and slower than float32; so is it where the file cannot be read.
+    Args:
+        aspect: `"identity"`, `"shown"` or `"compared"` (see `Role`).
+        value: True for the fields that have the aspect, False for those that lack it.
     """
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return False
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
-    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+    return tuple(item.name for item in dataclasses.fields(RunConfig)
+                 if getattr(ROLES[item.metadata["role"]], aspect) == value)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -38,8 +38,6 @@ from src.config import STRATEGY_NAMES, check_choice
 from src.errors import KitError
 
 logger = logging.getLogger(__name__)
-# TensorFlow logs a line at INFO for every collective it builds (dozens a fold) through the kit's handler.
-logging.getLogger("tensorflow").setLevel(logging.WARNING)
 
 TF_CONFIG_ENV = "TF_CONFIG"
 # How long a worker waits for the whole cluster to join before giving up, and how long any one collective
@@ -345,22 +343,6 @@ def distribute_dataset(strategy, dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
-
-
-def pad_rows(images: np.ndarray, multiple: int) -> np.ndarray:
-    """Returns `images` with blank rows appended up to a multiple of `multiple`, for fixed batch shapes.
-
-    Args:
-        images: `(N, ...)`.
-        multiple: the batch size every batch must have.
-
-    Returns:
-        `(ceil(N / multiple) * multiple, ...)`, the first N rows being `images`.
-    """
-    missing = -len(images) % multiple
-    if not missing:
-        return images
-    return np.concatenate([images, np.zeros((missing, *images.shape[1:]), dtype=images.dtype)])
 
 
 # --- multi-worker failures ------------------------------------------------------------------------

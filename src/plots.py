@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from src import files
+from src.mnist import NUM_CLASSES
 
 logger = logging.getLogger(__name__)
 
-NUM_CLASSES = 10
+
 DPI = 100
 LEARNING_CURVES = "learning-curves.png"
 CONFUSION_OOF = "confusion-oof.png"
@@ -239,7 +240,7 @@ def draw_run_pictures(folder: Path, dataset, result) -> list[Path]:
     Args:
         folder: the run's work folder.
         dataset: the run's `data.Dataset` (`x_train`, `y_train`, `y_test`).
-        result: its `training.CrossValidation` (`folds[i].history`, `oof_probabilities` or None,
+        result: its `results.CrossValidation` (`folds[i].history`, `oof_probabilities` or None,
             `test_probabilities`).
 
     Returns:

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from src import files, plots, records
+from src import files, plots, records, submission
 from src.errors import KitError
 
 logger = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def write_report(record_path: Path, out_path: Path | None = None) -> Path:
     record = records.read_record(record_path)
     if not records.is_run_record(record):
         raise KitError(f"{record_path} is not a run record; give a run's .json as `python -m src runs` lists them.")
-    kaggle = records.read_kaggle_submissions(record_path.parent).get(str(record.get("submission")))
+    kaggle = submission.read_submissions_log(record_path.parent).get(str(record.get("submission")))
     page = report_html(record, run_pictures(record_path, record), kaggle)
     target = Path(out_path) if out_path is not None else record_path.with_suffix(".html")
     return files.write_text(target, page)

@@ -1,17 +1,24 @@
-"""Submissions: labels to `ImageId,Label`, validation, and atomic, never-overwriting writes."""
+"""Submissions: labels to `ImageId,Label`, validation, atomic never-overwriting writes, and the log of submits.
+
+`make submit` adds a line to `kaggle-submissions.jsonl` beside the submitted file (one JSON object a line:
+`{"file": <csv name>, "message": ..., "submitted_at": <UTC ISO>, "public_score": null}`); `make runs` reads it.
+"""
 
 import csv
 import io
+import json
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from src import files
+from src import files, paths
 from src.errors import KitError
 
+logger = logging.getLogger(__name__)
+
 HEADER = ("ImageId", "Label")
-COMPETITION_TEST_ROWS = 28_000
 
 
 def submission_text(labels: np.ndarray) -> str:
@@ -123,3 +130,62 @@ def write_submission(labels: np.ndarray, path: str | os.PathLike, expected_rows:
     text = submission_text(labels)
     check_submission_text(text, expected_rows, name=str(path))
     return files.write_text(Path(path), text, overwrite=False)
+
+
+# --- the log of submissions -----------------------------------------------------------------------
+
+
+def read_submissions_log(folder: Path) -> dict[str, dict]:
+    """Reads what `make submit` recorded in `<folder>/kaggle-submissions.jsonl`.
+
+    Returns:
+        The submission of each CSV file name: its latest entry with a public score, else its latest entry.
+        Empty when nothing was submitted.
+    """
+    path = Path(folder) / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        logger.warning("skipping %s: not readable (%s)", path, error)
+        return {}
+    submissions: dict[str, dict] = {}
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            logger.warning("skipping %s line %d: not a submission entry with a file name", path, line_number)
+            continue
+        earlier = submissions.get(entry["file"])
+        if earlier is None or entry.get("public_score") is not None or earlier.get("public_score") is None:
+            submissions[entry["file"]] = entry
+    return submissions
+
+
+def append_submissions_log(file: Path, message: str, submitted_at: str) -> Path:
+    """Adds a submission to `<folder of file>/kaggle-submissions.jsonl`, rewriting the file atomically.
+
+    Each line is `{"file": <csv name>, "message": ..., "submitted_at": <UTC ISO>, "public_score": null}`;
+    the score is null until it is known.
+
+    Returns:
+        The log's path.
+    """
+    log = Path(file).parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    try:
+        existing = log.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        existing = ""
+    except (OSError, UnicodeDecodeError) as error:
+        raise KitError(f"Cannot read {log} ({error}); move it away and submit again.") from None
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    line = json.dumps({"file": Path(file).name, "message": message, "submitted_at": submitted_at,
+                       "public_score": None})
+    return files.write_text(log, existing + line + "\n")
+

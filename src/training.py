@@ -1,133 +1,61 @@
-"""Training: one fit, stratified k-fold cross-validation, the fold ensemble, and predicting from checkpoints.
+"""A training run as a kernel tells it: open the run, fit and evaluate each fold, average the folds, finish.
 
-How one model learns (`model.fit` or the custom loop) and how a fold resumes are in `src.loops`; this module
-decides what each fold trains on, saves each finished fold, and reuses the folds a run finished earlier.
+    with training.start_run(flags, dataset) as run:
+        for fold in run.folds():                  # each fold's model, in order; finished folds are reused
+            with fold.scope():                    # the run's tf.distribute strategy
+                model = build_model()
+                model.compile(optimizer=keras.optimizers.Adadelta(fold.learning_rate), ...)
+            fold.fit(model)                       # model.fit (or --loop custom), resumed from its last epoch
+            fold.evaluate(model)                  # held-out and test probabilities
+        record = run.finish(run.ensemble())       # submission, record, probabilities, pictures
+
+Everything else a run needs happens below these lines: the run's folder and lock, resuming an unfinished run of
+the same command (`src.runs`), the stratified split (`src.folds`), seeds and precision, checkpoints and backups,
+TensorBoard, progress lines, `--seeds` models per fold, `--fold-index`, `--restore` (`fit` loads saved weights
+instead of training) and writing the outputs (`src.finish`).
 """
 
 import logging
 import shutil
 import sys
+import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from src import data, files
+from src import (custom_loop, data, distribute, finish, fitting, folds, layout, optimizers, paths, prediction,
+                 records, restore, results, runs)
 from src.config import RunConfig
 from src.errors import KitError
 
 logger = logging.getLogger(__name__)
 
-PREDICT_BATCH_SIZE = 1000
 
-
-@dataclass
-class FoldResult:
-    """What one fold's model left behind.
-
-    Attributes:
-        fold_index: 0-based.
-        seconds: wall time of the fit and predictions.
-        validation_indices: training rows held out for this fold, shape `(V,)`; None for `--folds 1`.
-        validation_probabilities: softmax on those rows, `(V, 10)`; None for `--folds 1`.
-        validation_accuracy: accuracy on the held-out rows (on the test split for `--folds 1` when
-            it has labels); None when nothing labelled was held out.
-        test_probabilities: softmax on the test split, `(M, 10)`.
-        test_accuracy: this model's accuracy on the test split when it has labels, else None.
-        history: Keras' per-epoch metrics (`loss`, `accuracy`, `val_loss`, `val_accuracy`).
-    """
-
-    fold_index: int
-    seconds: float
-    validation_indices: np.ndarray | None
-    validation_probabilities: np.ndarray | None
-    validation_accuracy: float | None
-    test_probabilities: np.ndarray
-    test_accuracy: float | None
-    history: dict[str, list[float]] = field(default_factory=dict)
-
-
-@dataclass
-class CrossValidation:
-    """The folds of a run and their ensemble.
-
-    Attributes:
-        folds: one `FoldResult` per fold.
-        oof_probabilities: out-of-fold softmax, `(N, 10)`, every training row predicted once by the
-            model that did not see it; None for `--folds 1`.
-        test_probabilities: the mean of the folds' test softmax, `(M, 10)`.
-        oof_accuracy: accuracy of `oof_probabilities`; None for `--folds 1`.
-        test_accuracy: the ensemble's test accuracy when the test split has labels, else None.
-    """
-
-    folds: list[FoldResult]
-    oof_probabilities: np.ndarray | None
-    test_probabilities: np.ndarray
-    oof_accuracy: float | None
-    test_accuracy: float | None
-
-    @property
-    def validation_accuracies(self) -> list[float]:
-        return [fold.validation_accuracy for fold in self.folds if fold.validation_accuracy is not None]
-
-    @property
-    def cv_mean(self) -> float | None:
-        scores = self.validation_accuracies
-        return float(np.mean(scores)) if scores else None
-
-    @property
-    def cv_std(self) -> float | None:
-        scores = self.validation_accuracies
-        return float(np.std(scores)) if scores else None
-
-    @property
-    def test_labels(self) -> np.ndarray:
-        """The submission's labels: argmax of the ensemble's probabilities, shape `(M,)`."""
-        return self.test_probabilities.argmax(axis=1)
-
-
-def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Returns the share of rows whose argmax equals the label."""
-    return float(np.mean(probabilities.argmax(axis=1) == labels))
-
-
-def fold_splits(labels: np.ndarray, num_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """Splits training rows into stratified, shuffled, seeded folds.
+def start_run(flags: RunConfig, dataset: data.Dataset) -> "TrainingRun":
+    """Opens a run of these flags on this data: its strategy, its folder (an unfinished one of the same command is
+    resumed), its lock and its TensorBoard folder. Use it as a context manager (`with ... as run:`).
 
     Args:
-        labels: `(N,)` training labels.
-        num_folds: 1 for a single split that trains on every row; K >= 2 for `StratifiedKFold`.
-        seed: the shuffle seed.
+        flags: the kernel's parsed flags.
+        dataset: the loaded data.
 
     Returns:
-        One `(train_indices, validation_indices)` pair per fold; `validation_indices` is None for one fold.
+        The open `TrainingRun`.
 
     Raises:
-        KitError: a digit has fewer images than there are folds.
+        KitError: the strategy cannot run these flags, `--restore` finds nothing, or the output folder cannot be
+            written.
     """
-    if num_folds == 1:
-        return [(np.arange(len(labels)), None)]
-    from sklearn.model_selection import StratifiedKFold
-
-    smallest = int(np.bincount(labels, minlength=data.NUM_CLASSES).min())
-    if smallest < num_folds:
-        raise KitError(
-            f"folds must not exceed the images of the rarest digit ({smallest}); use fewer folds or more "
-            f"data. Received: folds={num_folds}."
-        )
-    splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(labels)), labels))
+    return TrainingRun(flags, dataset)
 
 
-def _seed_everything(seed: int) -> None:
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    # Identical runs give identical submissions: TensorFlow picks deterministic kernels.
-    tf.config.experimental.enable_op_determinism()
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def _verbosity(quiet: bool) -> int:
@@ -137,514 +65,335 @@ def _verbosity(quiet: bool) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-def fold_seed(seed: int, fold_index: int) -> int:
-    """Returns the seed of one fold: its initial weights, its epochs' orders and its dropout masks."""
-    return seed * 1000 + fold_index
+class TrainingRun:
+    """An open run: see `start_run`.
 
-
-def fold_dir(workdir: Path, fold_index: int) -> Path:
-    """Returns the folder of a fold's work in progress: checkpoints, backups, its saved model."""
-    return workdir / f"fold-{fold_index}"
-
-
-def member_seed(seed: int, fold_index: int, seed_index: int) -> int:
-    """Returns the seed of the `seed_index`-th model of a fold (`--seeds`); the first is the fold's seed."""
-    return fold_seed(seed, fold_index) + 1_000_003 * seed_index
-
-
-def member_dir(workdir: Path, fold_index: int, seed_index: int, num_seeds: int) -> Path:
-    """Returns the folder of one model of a fold: the fold's own folder, or `seed-<s>/` in it for `--seeds` > 1."""
-    folder = fold_dir(workdir, fold_index)
-    return folder if num_seeds == 1 else folder / f"seed-{seed_index}"
-
-
-def predict_probabilities(
-    model, images: np.ndarray, data_format: str, tta: int = 0, seed: int = 0, batch_size: int = PREDICT_BATCH_SIZE
-) -> np.ndarray:
-    """Predicts softmax probabilities, optionally with test-time augmentation.
-
-    Args:
-        model: a trained model.
-        images: `uint8` images `(M, 28, 28)`.
-        data_format: the layout the model takes.
-        tta: 0 predicts the images as they are; N > 0 returns the mean over N randomly augmented copies
-            (the rotations, zooms and shifts of `models.build_augmentation`, seeded by `seed`).
-        seed: seeds the augmentation, so the same call gives the same probabilities.
-        batch_size: images per prediction step.
-
-    Returns:
-        `float32` probabilities `(M, 10)`.
+    Attributes:
+        flags: the run's configuration.
+        dataset: its data.
+        distribution: the `distribute.Distribution` it trains under.
+        data_format: the layout every model is built and fed in (`layout.data_format()`).
+        run: its place on disk (`runs.Run`), locked.
+        fold_results: the finished folds, in order (a restored run: one per saved model).
     """
-    pipeline = data.make_pipeline(images, batch_size=batch_size, data_format=data_format)
-    if tta == 0:
-        return model.predict(pipeline, verbose=0).astype(np.float32)
-    from src import models
 
-    augmentation = models.build_augmentation(data_format, seed=seed)
-    total = np.zeros((len(images), data.NUM_CLASSES), dtype=np.float64)
-    for _ in range(tta):
-        # Called eagerly batch by batch, so that each copy draws new transformations from the seeded generator.
-        augmented = np.concatenate([augmentation(batch, training=True).numpy() for batch in pipeline])
-        total += model.predict(augmented, batch_size=batch_size, verbose=0)
-    return (total / tta).astype(np.float32)
+    def __init__(self, flags: RunConfig, dataset: data.Dataset):
+        self.started = time.perf_counter()
+        self.code = records.code_state()
+        self.flags = flags
+        self.dataset = dataset
+        self.distribution = distribute.select(flags.strategy)
+        distribute.check_config(flags, self.distribution)
+        self.data_format = layout.data_format()
+        self.data_sha256 = data.source_sha256(dataset.source)
+        self.fold_results: list[results.FoldResult] = []
+        self.finished = False
+        out_dir, self.logs_root, self.scratch = flags.output_dir, paths.logs_dir(), None
+        if not self.distribution.is_chief:
+            # Every worker trains, but only the chief writes; the others checkpoint into a folder they delete.
+            self.scratch = Path(tempfile.mkdtemp(prefix=f"digit-kit-worker-{self.distribution.worker_index}-"))
+            out_dir, self.logs_root = self.scratch, self.scratch / "logs"
+        if flags.restore:
+            self.saved_models = restore.restorable_models(Path(flags.restore))
+            self.splits = []
+            self.run = runs.start_run(flags.kernel, out_dir)
+            logger.info("run: %s (restoring %d saved model%s of %s, %s)", self.run.workdir, len(self.saved_models),
+                        "" if len(self.saved_models) == 1 else "s", flags.model, flags.restore)
+            return
+        self.saved_models = []
+        self.splits = folds.fold_splits(dataset.y_train, flags.folds, flags.seed)
+        # A multi-worker run starts afresh: its workers would all have to resume the same fold and epoch.
+        identity = runs.run_identity(flags, self.data_sha256) if self.distribution.workers == 1 else None
+        self.run = runs.start_run(flags.kernel, out_dir, identity=identity, restart=flags.restart)
+        replicas = self.distribution.replicas
+        batch = str(flags.batch_size) if replicas == 1 else \
+            f"{flags.batch_size} per replica x {replicas} = {self.distribution.global_batch_size(flags.batch_size)}"
+        logger.info("run: %s (model %s, %s at %g, %s schedule, %d epochs, batch %s, %d fold%s%s, loop %s%s, %s)",
+                    self.run.workdir, flags.model, flags.optimizer, flags.effective_learning_rate, flags.schedule,
+                    flags.epochs, batch, flags.folds, "" if flags.folds == 1 else "s",
+                    "" if flags.fold_index is None else f" (fold {flags.fold_index} only)", flags.loop,
+                    ", eager" if flags.eager else "", flags.effective_precision)
 
+    def __enter__(self) -> "TrainingRun":
+        return self
 
-def fit_fold(
-    dataset: data.Dataset,
-    config: RunConfig,
-    train_indices: np.ndarray,
-    validation_indices: np.ndarray | None,
-    fold_index: int,
-    data_format: str,
-    workdir: Path | None = None,
-    logs_dir: Path | None = None,
-    seed_index: int = 0,
-) -> FoldResult:
-    """Trains one model on `train_indices` and predicts its held-out rows and the test split.
+    def __exit__(self, *exception) -> bool:
+        if not self.finished:
+            # Interrupted or failed: the lock goes, the folder stays, and the same command resumes it.
+            runs.release(self.run)
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+        return False
 
-    Args:
-        dataset, config: the data and the run's configuration (`loop`, `eager`, `epochs`, ...).
-        train_indices: training rows `(T,)` of this fold.
-        validation_indices: held-out rows `(V,)`, or None to train on everything.
-        fold_index: 0-based.
-        data_format: the layout.
-        workdir: the run's folder; the fold checkpoints into `workdir/fold-<i>/` and resumes from there.
-            None keeps no checkpoints.
-        logs_dir: the run's TensorBoard folder; the fold writes into `logs_dir/fold-<i>/`. None writes none.
-        seed_index: which of the fold's `--seeds` models this is; each has its own seed and folder.
+    # --- the folds --------------------------------------------------------------------------------
 
-    Returns:
-        The fold's `FoldResult` (of this one model).
+    def folds(self) -> Iterator["Fold"]:
+        """Yields each model to train, fold by fold (and `--seeds` models per fold), skipping finished ones.
 
-    The model and its optimizer are created in the scope of the run's `tf.distribute` strategy
-    (`distribute.select(config.strategy)`); a step then reads `config.batch_size` images per replica.
-    """
-    from src import distribute, loops, models
+        Between two folds it saves the finished one (`fold-<i>.npz`: a rerun reuses it) and prints its score,
+        time and the time left. Under `--restore` it yields one fold per saved model, which `Fold.fit` loads.
 
-    started = time.perf_counter()
-    distribution = distribute.select(config.strategy)
-    seed = member_seed(config.seed, fold_index, seed_index)
-    _seed_everything(seed)
-    models.set_precision(config.effective_precision)
-    with distribution.strategy.scope():
-        model = models.build_model(config.model, data_format)
-    if validation_indices is not None:
-        validation_images, validation_labels = dataset.x_train[validation_indices], dataset.y_train[validation_indices]
-    elif dataset.has_test_labels:
-        validation_images, validation_labels = dataset.x_test, dataset.y_test
-    else:
-        validation_images = validation_labels = None
+        Yields:
+            A `Fold` whose model the caller builds and compiles in `fold.scope()`, then passes to `fold.fit()`
+            and `fold.evaluate()`.
 
-    plan = loops.FoldPlan(
-        x_train=dataset.x_train[train_indices],
-        y_train=dataset.y_train[train_indices],
-        x_validation=validation_images,
-        y_validation=validation_labels,
-        batch_size=distribution.global_batch_size(config.batch_size),
-        epochs=config.epochs,
-        seed=seed,
-        data_format=data_format,
-        fold_dir=member_dir(workdir, fold_index, seed_index, config.seeds) if workdir is not None else None,
-        logs_dir=member_dir(logs_dir, fold_index, seed_index, config.seeds) if logs_dir is not None else None,
-        eager=config.eager,
-        verbose=_verbosity(config.quiet),
-        strategy=None if distribution.kind == "none" else distribution.strategy,
-        drop_remainder=distribution.fixed_shapes,
-    )
-    if plan.steps_per_epoch == 0:
-        raise KitError(f"A step's batch ({config.batch_size} per replica x {distribution.replicas} replicas) is "
-                       f"larger than fold {fold_index}'s {len(train_indices)} training images; lower --batch-size. "
-                       f"Received: batch_size={config.batch_size}.")
-    total_steps = config.epochs * plan.steps_per_epoch
-    with distribution.strategy.scope():
-        if config.loop == "custom":
-            learning_rate = models.build_learning_rate(config.schedule, config.effective_learning_rate, total_steps,
-                                                       plan.steps_per_epoch)
-            optimizer = models.build_optimizer(config.optimizer, learning_rate)
-        else:
-            models.compile_model(model, config.optimizer, config.effective_learning_rate, schedule=config.schedule,
-                                 total_steps=total_steps, steps_per_epoch=plan.steps_per_epoch)
-    if config.loop == "custom":
-        history = loops.fit_custom(model, optimizer, plan)
-    else:
-        history = loops.fit_keras(model, plan)
+        Raises:
+            KitError: a fold ended without `fold.evaluate(model)`.
+        """
+        if self.flags.restore:
+            for index, path in enumerate(self.saved_models):
+                fold = Fold(self, index, len(self.saved_models), restore_from=path)
+                yield fold
+                self.fold_results.append(fold.checked_result())
+                logger.info("restore: predicted %d test images with %s", len(self.dataset.x_test), path)
+            return
+        trained_seconds: list[float] = []
+        started = time.perf_counter()
+        num_folds = len(self.splits)
+        for fold_index, (train_indices, validation_indices) in enumerate(self.splits):
+            if self.flags.fold_index is not None and fold_index != self.flags.fold_index:
+                continue  # --fold-index: the other folds run elsewhere (make push-folds)
+            saved = folds.fold_file(self.run.workdir, fold_index)
+            if saved.is_file():
+                result = results.load_fold(saved)
+                logger.info("fold %d/%d: finished earlier, reusing %s", fold_index + 1, num_folds, saved)
+            else:
+                held_out = len(validation_indices) if validation_indices is not None else \
+                    (len(self.dataset.x_test) if self.dataset.has_test_labels else 0)
+                logger.info("fold %d/%d: training on %d images, validating on %d", fold_index + 1, num_folds,
+                            len(train_indices), held_out)
+                members = []
+                for seed_index in range(self.flags.seeds):
+                    member = yield from self._member(fold_index, seed_index, train_indices, validation_indices)
+                    members.append(member)
+                result = results.combine_members(members, self.dataset)
+                results.save_fold(saved, result)
+                trained_seconds.append(result.seconds)
+            self._remove_backups(fold_index)
+            self.fold_results.append(result)
+            remaining = 0 if self.flags.fold_index is not None else num_folds - fold_index - 1
+            estimate = float(np.mean(trained_seconds)) * remaining if trained_seconds else 0.0
+            score = f"{result.validation_accuracy:.4f}" if result.validation_accuracy is not None else "n/a"
+            logger.info("fold %d/%d: validation_accuracy=%s in %s; elapsed %s, about %s left", fold_index + 1,
+                        num_folds, score, _duration(result.seconds), _duration(time.perf_counter() - started),
+                        _duration(estimate))
 
-    def predict(images: np.ndarray) -> np.ndarray:
-        # On a TPU every batch has the same shape: blank rows fill the last one and are cut off again.
-        batch_size = distribution.global_batch_size(PREDICT_BATCH_SIZE // distribution.replicas or 1)
-        padded = distribute.pad_rows(images, batch_size) if distribution.fixed_shapes else images
-        probabilities = predict_probabilities(model, padded, data_format, tta=config.tta, seed=seed,
-                                              batch_size=batch_size)
-        return probabilities[: len(images)]
-
-    test_probabilities = predict(dataset.x_test)
-    test_accuracy = accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None
-    validation_probabilities = None
-    validation_accuracy = None
-    if validation_indices is not None:
-        validation_probabilities = predict(validation_images)
-        validation_accuracy = accuracy(validation_probabilities, validation_labels)
-    elif dataset.has_test_labels:
-        validation_accuracy = test_accuracy
-    return FoldResult(
-        fold_index=fold_index,
-        seconds=time.perf_counter() - started,
-        validation_indices=validation_indices,
-        validation_probabilities=validation_probabilities,
-        validation_accuracy=validation_accuracy,
-        test_probabilities=test_probabilities,
-        test_accuracy=test_accuracy,
-        history={name: [float(value) for value in values] for name, values in history.items()},
-    )
-
-
-def _fold_path(workdir: Path, fold_index: int) -> Path:
-    return workdir / f"fold-{fold_index}.npz"
-
-
-def _save_fold(path: Path, fold: FoldResult) -> None:
-    import json
-
-    arrays = {"test_probabilities": fold.test_probabilities}
-    if fold.validation_indices is not None:
-        arrays["validation_indices"] = fold.validation_indices
-        arrays["validation_probabilities"] = fold.validation_probabilities
-    summary = {
-        "fold_index": fold.fold_index,
-        "seconds": fold.seconds,
-        "validation_accuracy": fold.validation_accuracy,
-        "test_accuracy": fold.test_accuracy,
-        "history": fold.history,
-    }
-    with files.atomic_path(path) as temporary, open(temporary, "wb") as stream:
-        np.savez(stream, summary=np.array(json.dumps(summary)), **arrays)
-
-
-def _load_fold(path: Path) -> FoldResult:
-    import json
-
-    with np.load(path, allow_pickle=False) as saved:
-        summary = json.loads(str(saved["summary"]))
-        return FoldResult(
-            fold_index=summary["fold_index"],
-            seconds=summary["seconds"],
-            validation_indices=saved["validation_indices"] if "validation_indices" in saved else None,
-            validation_probabilities=saved["validation_probabilities"] if "validation_probabilities" in saved else None,
-            validation_accuracy=summary["validation_accuracy"],
-            test_probabilities=saved["test_probabilities"],
-            test_accuracy=summary["test_accuracy"],
-            history=summary["history"],
-        )
-
-
-def _remove_backup(workdir: Path, fold_index: int) -> None:
-    """Deletes a saved fold's resume backups; `model.keras` and the custom loop's checkpoints stay for --restore."""
-    from src import loops
-
-    folder = fold_dir(workdir, fold_index)
-    for member in (folder, *folder.glob("seed-*")):
-        shutil.rmtree(member / loops.BACKUP_DIR, ignore_errors=True)
-
-
-def combine_members(members: list[FoldResult], dataset: data.Dataset) -> FoldResult:
-    """Averages the models of one fold (`--seeds`) into the fold's result.
-
-    Returns:
-        A `FoldResult` whose probabilities are the members' means and whose accuracies are recomputed from
-        them; its history is the first member's, its seconds the members' sum.
-    """
-    if len(members) == 1:
-        return members[0]
-    first = members[0]
-    test_probabilities = np.mean([member.test_probabilities for member in members], axis=0)
-    test_accuracy = accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None
-    validation_probabilities = None
-    validation_accuracy = test_accuracy
-    if first.validation_indices is not None:
-        validation_probabilities = np.mean([member.validation_probabilities for member in members], axis=0)
-        validation_accuracy = accuracy(validation_probabilities, dataset.y_train[first.validation_indices])
-    return FoldResult(
-        fold_index=first.fold_index,
-        seconds=sum(member.seconds for member in members),
-        validation_indices=first.validation_indices,
-        validation_probabilities=validation_probabilities,
-        validation_accuracy=validation_accuracy,
-        test_probabilities=test_probabilities,
-        test_accuracy=test_accuracy,
-        history=first.history,
-    )
-
-
-def train_fold(
-    dataset: data.Dataset,
-    config: RunConfig,
-    train_indices: np.ndarray,
-    validation_indices: np.ndarray | None,
-    fold_index: int,
-    data_format: str,
-    workdir: Path | None = None,
-    logs_dir: Path | None = None,
-) -> FoldResult:
-    """Trains a fold's `--seeds` models and averages them; each finished model is saved and reused on resume.
-
-    Args and Returns: as `fit_fold`, for the fold's ensemble of models.
-    """
-    members = []
-    for seed_index in range(config.seeds):
-        saved = None
-        if workdir is not None and config.seeds > 1:
-            saved = member_dir(workdir, fold_index, seed_index, config.seeds).with_suffix(".npz")
+    def _member(self, fold_index: int, seed_index: int, train_indices, validation_indices):
+        """Yields the `seed_index`-th model of a fold unless it finished earlier; returns its result."""
+        num_seeds = self.flags.seeds
+        saved = folds.member_file(self.run.workdir, fold_index, seed_index, num_seeds)
         if saved is not None and saved.is_file():
-            member = _load_fold(saved)
             logger.info("fold %d: model %d/%d finished earlier, reusing %s", fold_index + 1, seed_index + 1,
-                        config.seeds, saved)
-        else:
-            member = fit_fold(dataset, config, train_indices, validation_indices, fold_index, data_format,
-                              workdir=workdir, logs_dir=logs_dir, seed_index=seed_index)
-            if saved is not None:
-                _save_fold(saved, member)
-        if config.seeds > 1:
+                        num_seeds, saved)
+            return results.load_fold(saved)
+        fold = Fold(self, fold_index, len(self.splits), seed_index, train_indices, validation_indices)
+        yield fold
+        member = fold.checked_result()
+        if saved is not None:
+            results.save_fold(saved, member)
             score = f"{member.validation_accuracy:.4f}" if member.validation_accuracy is not None else "n/a"
             logger.info("fold %d: model %d/%d validation_accuracy=%s in %s", fold_index + 1, seed_index + 1,
-                        config.seeds, score, _duration(member.seconds))
-        members.append(member)
-    return combine_members(members, dataset)
+                        num_seeds, score, _duration(member.seconds))
+        return member
+
+    def _remove_backups(self, fold_index: int) -> None:
+        """Deletes a saved fold's resume backups; `model.keras` and the custom loop's checkpoints stay for --restore."""
+        folder = folds.fold_dir(self.run.workdir, fold_index)
+        for member in (folder, *folder.glob("seed-*")):
+            shutil.rmtree(member / fitting.BACKUP_DIR, ignore_errors=True)
+
+    # --- the end ----------------------------------------------------------------------------------
+
+    def ensemble(self) -> results.CrossValidation:
+        """Returns the fold ensemble: the mean of the folds' test probabilities, and their out-of-fold ones.
+
+        Under `--restore` it is the mean of the saved models' test probabilities, as the run averaged them.
+        """
+        if not self.fold_results:
+            raise KitError("The run has no finished fold to average; call run.ensemble() after the loop over "
+                           "run.folds().")
+        if not self.flags.restore:
+            return results.ensemble(self.fold_results, self.dataset)
+        test_probabilities = np.mean([fold.test_probabilities for fold in self.fold_results], axis=0)
+        test_accuracy = results.accuracy(test_probabilities, self.dataset.y_test) if self.dataset.has_test_labels \
+            else None
+        return results.CrossValidation(folds=[], oof_probabilities=None, test_probabilities=test_probabilities,
+                                       oof_accuracy=None, test_accuracy=test_accuracy)
+
+    def finish(self, ensemble: results.CrossValidation) -> dict:
+        """Finishes the run (`finish.finish_run`): its probabilities, submission, record and pictures.
+
+        A worker other than the multi-worker chief writes nothing: it deletes its scratch folder.
+
+        Returns:
+            The run record, with the paths written under `"outputs"`.
+        """
+        if self.scratch is not None:
+            runs.mark_finished(self.run)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.finished = True
+            return {"worker": {"index": self.distribution.worker_index, "count": self.distribution.workers},
+                    "outputs": {}}
+        distribution = self.distribution
+        extra = {"distribution": {"strategy": distribution.kind, "requested": distribution.requested,
+                                  "replicas": distribution.replicas, "workers": distribution.workers,
+                                  "global_batch_size": distribution.global_batch_size(self.flags.batch_size)}}
+        if self.flags.restore:
+            extra["restored_from"] = str(self.flags.restore)
+        record = finish.finish_run(self.run, ensemble, config=self.flags.to_dict(),
+                                   data=records.data_summary(self.dataset, self.data_sha256), seconds=time.perf_counter() - self.started,
+                                   code=self.code, dataset=self.dataset, draw_pictures=self.flags.plots, extra=extra)
+        self.finished = True
+        return record
 
 
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+class Fold:
+    """One model of one fold: what it trains on, its seed, its learning rate, and its fit and evaluation.
 
-
-def cross_validate(
-    dataset: data.Dataset,
-    config: RunConfig,
-    workdir: Path | None = None,
-    data_format: str | None = None,
-    logs_dir: Path | None = None,
-) -> CrossValidation:
-    """Trains one model per fold and ensembles their test predictions.
-
-    Args:
-        dataset: the loaded data.
-        config: the run's configuration (`folds`, `epochs`, `model`, ...).
-        workdir: where each finished fold is saved; a fold already saved there is reused, not retrained,
-            and a fold interrupted there resumes from its last finished epoch.
-        data_format: the layout; None decides it with `data.resolve_data_format()`.
-        logs_dir: the run's TensorBoard folder, or None.
-
-    Returns:
-        A `CrossValidation`: per-fold results, out-of-fold probabilities `(N, 10)` (None for one fold),
-        and the mean test probabilities `(M, 10)`.
+    Attributes:
+        index: the fold, 0-based (under `--restore`, the saved model).
+        count: the folds of the split.
+        seed_index: which of the fold's `--seeds` models this is.
+        seed: the model's seed: its initial weights, its epochs' orders, its dropout masks.
+        train_indices: the training rows it learns from, `(T,)`; None under `--restore`.
+        validation_indices: the rows held out, `(V,)`; None when it trains on every row (`--folds 1`).
+        restore_from: under `--restore`, the saved model `fit` loads instead of training.
     """
-    data_format = data_format or data.resolve_data_format()
-    splits = fold_splits(dataset.y_train, config.folds, config.seed)
-    num_folds = len(splits)
-    started = time.perf_counter()
-    trained_seconds: list[float] = []
-    folds: list[FoldResult] = []
-    for fold_index, (train_indices, validation_indices) in enumerate(splits):
-        if config.fold_index is not None and fold_index != config.fold_index:
-            continue  # --fold-index: the other folds run elsewhere (make push-folds)
-        saved = _fold_path(workdir, fold_index) if workdir is not None else None
-        if saved is not None and saved.is_file():
-            fold = _load_fold(saved)
-            logger.info("fold %d/%d: finished earlier, reusing %s", fold_index + 1, num_folds, saved)
-            _remove_backup(workdir, fold_index)
-        else:
-            logger.info(
-                "fold %d/%d: training on %d images, validating on %d",
-                fold_index + 1,
-                num_folds,
-                len(train_indices),
-                len(validation_indices) if validation_indices is not None else
-                (len(dataset.x_test) if dataset.has_test_labels else 0),
-            )
-            fold = train_fold(dataset, config, train_indices, validation_indices, fold_index, data_format,
-                              workdir=workdir, logs_dir=logs_dir)
-            trained_seconds.append(fold.seconds)
-            if saved is not None:
-                _save_fold(saved, fold)
-                _remove_backup(workdir, fold_index)
-        folds.append(fold)
-        remaining = 0 if config.fold_index is not None else num_folds - fold_index - 1
-        estimate = np.mean(trained_seconds) * remaining if trained_seconds else 0.0
-        score = f"{fold.validation_accuracy:.4f}" if fold.validation_accuracy is not None else "n/a"
-        logger.info(
-            "fold %d/%d: validation_accuracy=%s in %s; elapsed %s, about %s left",
-            fold_index + 1,
-            num_folds,
-            score,
-            _duration(fold.seconds),
-            _duration(time.perf_counter() - started),
-            _duration(estimate),
+
+    def __init__(self, run: TrainingRun, index: int, count: int, seed_index: int = 0, train_indices=None,
+                 validation_indices=None, restore_from: Path | None = None):
+        self.run = run
+        self.index = index
+        self.count = count
+        self.seed_index = seed_index
+        self.seed = folds.member_seed(run.flags.seed, index, seed_index) if restore_from is None else run.flags.seed
+        self.train_indices = train_indices
+        self.validation_indices = validation_indices
+        self.restore_from = restore_from
+        self.history: dict[str, list[float]] = {}
+        self.result: results.FoldResult | None = None
+        self.started = time.perf_counter()
+        keras.utils.set_random_seed(self.seed)
+        # Identical runs give identical submissions: TensorFlow picks deterministic kernels.
+        tf.config.experimental.enable_op_determinism()
+        optimizers.set_precision(run.flags.effective_precision)
+        self.plan = self._plan() if restore_from is None else None
+
+    def _plan(self) -> fitting.FitPlan:
+        run, flags, dataset = self.run, self.run.flags, self.run.dataset
+        distribution = run.distribution
+        workdir = run.run.workdir
+        validation = self._validation_split()
+        plan = fitting.FitPlan(
+            x_train=dataset.x_train[self.train_indices],
+            y_train=dataset.y_train[self.train_indices],
+            x_validation=validation[0],
+            y_validation=validation[1],
+            batch_size=distribution.global_batch_size(flags.batch_size),
+            epochs=flags.epochs,
+            seed=self.seed,
+            data_format=run.data_format,
+            fold_dir=folds.member_dir(workdir, self.index, self.seed_index, flags.seeds),
+            logs_dir=folds.member_dir(run.logs_root / run.run.name, self.index, self.seed_index, flags.seeds),
+            eager=flags.eager,
+            verbose=_verbosity(flags.quiet),
+            strategy=None if distribution.kind == "none" else distribution.strategy,
+            drop_remainder=distribution.fixed_shapes,
         )
-    return ensemble(folds, dataset)
+        if plan.steps_per_epoch == 0:
+            raise KitError(f"A step's batch ({flags.batch_size} per replica x {distribution.replicas} replicas) is "
+                           f"larger than fold {self.index}'s {len(self.train_indices)} training images; lower "
+                           f"--batch-size. Received: batch_size={flags.batch_size}.")
+        return plan
 
+    def _validation_split(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The images evaluated after every epoch: the held-out rows, else the labelled test split, else none."""
+        dataset = self.run.dataset
+        if self.validation_indices is not None:
+            return dataset.x_train[self.validation_indices], dataset.y_train[self.validation_indices]
+        if dataset.has_test_labels:
+            return dataset.x_test, dataset.y_test
+        return None, None
 
-def ensemble(folds: list[FoldResult], dataset: data.Dataset) -> CrossValidation:
-    """Combines fold results: out-of-fold probabilities and the mean of the test probabilities.
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch of this fold (the global batch over its training rows)."""
+        return self.plan.steps_per_epoch if self.plan is not None else 1
 
-    Returns:
-        The run's `CrossValidation`.
-    """
-    test_probabilities = np.mean([fold.test_probabilities for fold in folds], axis=0)
-    oof_probabilities = None
-    oof_accuracy = None
-    # Out-of-fold predictions exist only when the folds hold out every training row (not for one fold of K).
-    if all(fold.validation_indices is not None for fold in folds) and \
-            sum(len(fold.validation_indices) for fold in folds) == len(dataset.y_train):
-        oof_probabilities = np.zeros((len(dataset.y_train), data.NUM_CLASSES), dtype=np.float32)
-        for fold in folds:
-            oof_probabilities[fold.validation_indices] = fold.validation_probabilities
-        oof_accuracy = accuracy(oof_probabilities, dataset.y_train)
-    test_accuracy = accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None
-    return CrossValidation(
-        folds=folds,
-        oof_probabilities=oof_probabilities,
-        test_probabilities=test_probabilities,
-        oof_accuracy=oof_accuracy,
-        test_accuracy=test_accuracy,
-    )
+    @property
+    def learning_rate(self):
+        """The learning rate for this fold's optimizer: `--learning-rate` shaped by `--schedule` over its steps.
 
+        A float for the constant schedule, else a `keras.optimizers.schedules.LearningRateSchedule`.
+        """
+        flags = self.run.flags
+        return optimizers.build_learning_rate(flags.schedule, flags.effective_learning_rate,
+                                              flags.epochs * self.steps_per_epoch, self.steps_per_epoch)
 
-# --- predicting from saved models -----------------------------------------------------------------
+    def scope(self):
+        """Returns the scope of the run's `tf.distribute` strategy: build and compile the model inside it."""
+        return self.run.distribution.strategy.scope()
 
+    def fit(self, model: keras.Model, train_step: custom_loop.TrainStep | None = None) -> dict[str, list[float]]:
+        """Trains the compiled model on the fold, resuming from its last finished epoch.
 
-def restorable_models(path: Path) -> list[Path]:
-    """Finds what `--restore PATH` predicts with.
+        `--loop fit` trains with Keras' `model.fit` (`fitting.fit_keras`), `--loop custom` with `train_step`
+        (or the notes' step) in the custom loop. Under `--restore` it loads the saved model's weights instead.
 
-    Args:
-        path: a `.keras` model (what `--loop fit` saves as `fold-<i>/model.keras`), a custom-loop checkpoint
-            prefix (`fold-<i>/checkpoints/ckpt-<epoch>`), a fold's folder (its `model.keras`, else its latest
-            checkpoint), or a run's folder (every `fold-<i>/` in it, for the fold ensemble).
+        Args:
+            model: built and compiled in `self.scope()`.
+            train_step: the custom loop's step (see `custom_loop.TrainStep`); None for `notes_train_step`.
 
-    Returns:
-        The `.keras` files and checkpoint prefixes, one per model, in fold order.
+        Returns:
+            Per-epoch metrics (`loss`, `accuracy`, `val_loss`, `val_accuracy`, `epoch_seconds`).
+        """
+        if self.restore_from is not None:
+            restore.restore_weights(model, self.restore_from, self.run.flags.model)
+            return {}
+        with distribute.worker_failures(self.run.distribution):
+            if self.run.flags.loop == "custom":
+                history = custom_loop.fit_custom(model, self.plan, train_step or custom_loop.notes_train_step)
+            else:
+                history = fitting.fit_keras(model, self.plan)
+        self.history = {name: [float(value) for value in values] for name, values in history.items()}
+        return self.history
 
-    Raises:
-        KitError: nothing restorable is there.
-    """
-    import tensorflow as tf
+    def predict(self, model: keras.Model, images: np.ndarray) -> np.ndarray:
+        """Returns the model's probabilities `(M, 10)` for `uint8` images `(M, 28, 28)`, with the run's `--tta`."""
+        distribution = self.run.distribution
+        batch_size = prediction.batch_size_for(len(images), distribution.replicas)
+        with distribute.worker_failures(distribution):
+            return prediction.predict_probabilities(model, images, batch_size=batch_size, tta=self.run.flags.tta,
+                                                    seed=self.seed)
 
-    from src import loops
+    def evaluate(self, model: keras.Model) -> results.FoldResult:
+        """Predicts the held-out rows and the test split, and keeps the fold's result for the ensemble.
 
-    path = Path(path)
-    if path.is_file() and path.suffix == ".keras":
-        return [path]
-    if Path(f"{path}.index").is_file():
-        return [path]
-    if path.is_dir():
-        if (path / loops.MODEL_FILE).is_file():
-            return [path / loops.MODEL_FILE]
-        for folder in (path, path / loops.CHECKPOINT_DIR):
-            latest = tf.train.latest_checkpoint(str(folder))
-            if latest:
-                return [Path(latest)]
-        # A run's folds, or a fold's --seeds models.
-        folds = sorted(
-            (child for child in path.iterdir() if child.is_dir() and _member_number(child.name) is not None),
-            key=lambda child: _member_number(child.name),
+        Returns:
+            The fold's `results.FoldResult`: its validation accuracy (on the held-out rows; on the labelled test
+            split for `--folds 1`), and its held-out and test probabilities.
+        """
+        dataset = self.run.dataset
+        test_probabilities = self.predict(model, dataset.x_test)
+        test_accuracy = results.accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None
+        validation_probabilities = validation_accuracy = None
+        if self.validation_indices is not None:
+            validation_probabilities = self.predict(model, dataset.x_train[self.validation_indices])
+            validation_accuracy = results.accuracy(validation_probabilities,
+                                                   dataset.y_train[self.validation_indices])
+        elif self.restore_from is None:
+            validation_accuracy = test_accuracy
+        self.result = results.FoldResult(
+            fold_index=self.index, seconds=time.perf_counter() - self.started,
+            validation_indices=self.validation_indices, validation_probabilities=validation_probabilities,
+            validation_accuracy=validation_accuracy, test_probabilities=test_probabilities,
+            test_accuracy=test_accuracy, history=self.history,
         )
-        found = [model for fold in folds for model in _restorable_in_fold(fold)]
-        if found:
-            return found
-    raise KitError(
-        f"Nothing to restore at {path}: --restore takes a model.keras, a checkpoint (…/checkpoints/ckpt-N), "
-        f"a fold folder or a run folder with fold-<i>/ folders. Received: restore={str(path)!r}."
-    )
+        return self.result
 
-
-def _member_number(name: str) -> int | None:
-    for prefix in ("fold-", "seed-"):
-        if name.startswith(prefix) and name[len(prefix):].isdigit():
-            return int(name[len(prefix):])
-    return None
-
-
-def _restorable_in_fold(fold: Path) -> list[Path]:
-    try:
-        return restorable_models(fold)
-    except KitError:
-        return []
-
-
-def load_restored_model(path: Path, model_name: str, data_format: str):
-    """Loads one saved model: a `.keras` file as saved, or a checkpoint into a fresh `model_name`.
-
-    Returns:
-        `(model, data_format)`: the model and the layout it takes.
-
-    Raises:
-        KitError: the file is unreadable or the checkpoint does not fit `model_name`.
-    """
-    import keras
-    import tensorflow as tf
-
-    from src import loops, models
-
-    if path.suffix == ".keras":
-        try:
-            model = keras.models.load_model(path, compile=False)
-        except (OSError, ValueError) as error:
-            raise KitError(f"Cannot load {path} ({error}); is it a model.keras the kit saved?") from None
-        layout = "channels_first" if tuple(model.input_shape[1:]) == data.input_shape("channels_first") else \
-            "channels_last"
-        return model, layout
-    model = models.build_model(model_name, data_format)
-    # A model that cannot fit is told before restoring: a failed restore leaves TensorFlow to print a page
-    # of unmatched values when the process exits.
-    try:
-        available = Counter(tuple(shape) for _, shape in tf.train.list_variables(str(path)))
-    except (ValueError, tf.errors.OpError) as error:
-        raise KitError(f"Cannot read the checkpoint {path} ({str(error).splitlines()[0]}).") from None
-    needed = Counter(tuple(variable.shape) for variable in model.trainable_variables)
-    missing = sorted(shape for shape, count in needed.items() if available[shape] < count)
-    if missing:
-        raise KitError(
-            f"The checkpoint {path} does not fit the model {model_name} (it holds no weights of shape "
-            f"{missing[0]}); pass the --model it was trained with. Received: model={model_name!r}."
-        )
-    try:
-        loops.restore_custom_checkpoint(model, str(path))
-    except (AssertionError, ValueError, tf.errors.OpError) as error:
-        reason = str(error).splitlines()[0]
-        raise KitError(
-            f"The checkpoint {path} does not fit the model {model_name} ({reason}); pass the --model it was "
-            f"trained with. Received: model={model_name!r}."
-        ) from None
-    return model, data_format
-
-
-def predict_restored(
-    dataset: data.Dataset, config: RunConfig, path: Path, data_format: str | None = None
-) -> CrossValidation:
-    """Predicts the test split with saved models instead of training (`--restore PATH`).
-
-    Args:
-        dataset: the data; only its test split is predicted.
-        config: `model` names the architecture of checkpoints, unless a `run.json` beside them names it.
-        path: see `restorable_models`; several models (a run's folds) are averaged as the run averaged them.
-        data_format: the layout; None decides it with `data.resolve_data_format()`.
-
-    Returns:
-        A `CrossValidation` without folds: the mean test probabilities `(M, 10)` and their accuracy when the
-        test split has labels.
-    """
-    from src import records
-
-    data_format = data_format or data.resolve_data_format()
-    model_name = records.run_model_name(Path(path)) or config.model
-    probabilities = []
-    for saved in restorable_models(Path(path)):
-        model, layout = load_restored_model(saved, model_name, data_format)
-        probabilities.append(predict_probabilities(model, dataset.x_test, layout, tta=config.tta, seed=config.seed))
-        logger.info("restore: predicted %d test images with %s", len(dataset.x_test), saved)
-    test_probabilities = np.mean(probabilities, axis=0)
-    return CrossValidation(
-        folds=[],
-        oof_probabilities=None,
-        test_probabilities=test_probabilities,
-        oof_accuracy=None,
-        test_accuracy=accuracy(test_probabilities, dataset.y_test) if dataset.has_test_labels else None,
-    )
+    def checked_result(self) -> results.FoldResult:
+        """Returns the fold's result; raises the kit's error when the kernel never evaluated the fold."""
+        if self.result is None:
+            raise KitError(f"Fold {self.index + 1} ended without fold.evaluate(model); call it after fold.fit(model) "
+                           "in the loop over run.folds().")
+        return self.result

@@ -11,7 +11,8 @@ from the MNIST test set (for example one that loads keras.datasets.mnist) has se
 leaks, not skill, and this kernel never does it.
 
 Budgets (`--budget`, default auto: gpu when a GPU is present):
-    cpu: 4 folds x 30 epochs x 1 seed, for a laptop (about 76 minutes on 2 cores for the 42,000 competition images)
+    cpu: 4 folds x 30 epochs x 1 seed, for a laptop: 108 minutes on 2 cores for MNIST's 60,000 training images
+         (benchmarks/recipe-results.md), so about 76 for the competition's 42,000 (scaled, not measured)
     gpu: 5 folds x 45 epochs x 3 seeds, for a Kaggle GPU kernel
 
 Run it locally:
@@ -28,27 +29,44 @@ import sys
 from pathlib import Path
 
 try:
-    import src
+    import src  # noqa: F401
 except ImportError:  # a clone without `pip install -e .`: the package sits two folders up
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import src  # noqa: F401
 
-from src import cli
+from src import flags as kernel_flags
 
-KERNEL = "mnist-ensemble"
-DEFAULTS = dict(model="strong_cnn", optimizer="adam", schedule="exponential", batch_size=64)
 BUDGETS = {
     "cpu": dict(folds=4, epochs=30, seeds=1),
     "gpu": dict(folds=5, epochs=45, seeds=3),
 }
+flags = kernel_flags.parse_flags(
+    "mnist-ensemble", __doc__, budgets=BUDGETS, model="strong_cnn", optimizer="adam", schedule="exponential",
+    batch_size=64,
+)
 
+# Imported after the flags, so that --help and a bad flag answer before TensorFlow loads.
+import keras  # noqa: E402
 
-def main(argv=None) -> int:
-    config = cli.parse_kernel_args(argv, KERNEL, description=__doc__.splitlines()[0], budgets=BUDGETS, **DEFAULTS)
-    record = cli.run_kernel(config)
-    print(cli.summary_line(record), flush=True)
-    return 0
+from src import data, finish, layout, models, optimizers, training  # noqa: E402
 
+# Only the training split is trained on: see the docstring on leaks.
+dataset = data.load_dataset(flags.data)
+input_shape = layout.input_shape()
 
-if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+with training.start_run(flags, dataset) as run:
+    for fold in run.folds():  # K folds x --seeds models, each from its own seed
+        with fold.scope():
+            # strong_cnn (src/models/strong.py): its augmentation layers act in training only.
+            model = models.build_model(flags.model, input_shape)
+            if flags.optimizer == "adam":
+                # Adam at 0.001, falling by a constant factor each epoch to a tenth of it after the last.
+                optimizer = keras.optimizers.Adam(learning_rate=fold.learning_rate)
+            else:
+                optimizer = optimizers.build_optimizer(flags.optimizer, fold.learning_rate)
+            model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+        fold.fit(model)
+        fold.evaluate(model)  # with --tta N, the mean over N augmented copies of each image
+    # Every model's test probabilities averaged: over folds, seeds and (with --tta) augmented copies.
+    record = run.finish(run.ensemble())
+
+print(finish.summary_line(record), flush=True)

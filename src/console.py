@@ -1,0 +1,95 @@
+"""How the kit talks on a terminal: its own log lines, TensorFlow kept quiet, and every error as one line.
+
+Only entry points call these (the kernels through `src.flags.parse_flags`, and `python -m src`): the library
+itself only logs to `logging.getLogger(__name__)`.
+"""
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from src.errors import KitError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+# What Ctrl-C leaves of a training run; other commands say what they keep (`run_main`'s `interrupted`).
+TRAINING_INTERRUPTED = ("interrupted: finished folds and epochs are kept in the run's folder; run the same command "
+                        "again to resume.")
+_HANDLER_NAME = "digit-kit"
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Hides TensorFlow's own log lines unless `verbose`; call it before TensorFlow loads.
+
+    Its C++ start-up lines (oneDNN, CPU features, CUDA plugins on Kaggle's images) are filtered by
+    `TF_CPP_MIN_LOG_LEVEL`, which TensorFlow reads once when it loads. Its Python logger keeps errors only: what
+    it warns of in a normal run is expected (a line per collective a strategy builds; "retracing" when each fold
+    traces its new model's steps, once a fold), and absl's INFO lines (one per checkpoint save) are dropped.
+    """
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def configure_logging(stream=None) -> None:
+    """Prints the kit's log lines (the `src` loggers) as plain messages, on stdout unless `stream` says otherwise.
+
+    Only the kit's own logger is configured, so a notebook's logging stays as it was; calling it again moves the
+    lines to the new stream.
+    """
+    logger = logging.getLogger("src")
+    for handler in [handler for handler in logger.handlers if handler.get_name() == _HANDLER_NAME]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    # The kit's lines are printed here once; a root handler (a notebook's) would print them again.
+    logger.propagate = False
+
+
+def report(error: BaseException, interrupted: str = TRAINING_INTERRUPTED) -> int:
+    """Prints the one line for a kit error or an interruption, and returns the exit status it calls for."""
+    if isinstance(error, KeyboardInterrupt):
+        print(interrupted, file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def run_main(function: Callable[..., object], *args, interrupted: str = TRAINING_INTERRUPTED, **kwargs) -> int:
+    """Runs a command, turning the kit's errors into one line and exit status 2, and Ctrl-C into one line and 130.
+
+    Args:
+        function: the command; its int result is the exit status (anything else means 0).
+        interrupted: what Ctrl-C prints: what the command keeps and how to go on.
+
+    Returns:
+        The process exit status.
+    """
+    try:
+        result = function(*args, **kwargs)
+    except (KitError, KeyboardInterrupt) as error:
+        return report(error, interrupted)
+    return result if isinstance(result, int) else 0
+
+
+def install_error_hook() -> None:
+    """Makes a script's uncaught kit error one line and exit status 2, and Ctrl-C one line and 130.
+
+    A kernel is a script that runs top to bottom, with no `main()` to wrap; Python hands what escapes it to
+    `sys.excepthook`. Other exceptions keep their traceback: they are bugs to report.
+    """
+    previous = sys.excepthook
+
+    def hook(kind, error, traceback):
+        if issubclass(kind, (KitError, KeyboardInterrupt)):
+            sys.exit(report(error))
+        previous(kind, error, traceback)
+
+    sys.excepthook = hook

@@ -1,0 +1,135 @@
+"""One fit of one model: what a fit needs (`FitPlan`), and Keras' `model.fit` with the kit's callbacks.
+
+Both loops (this one and `src.custom_loop`) read the same batches (`pipelines.epoch_batches`: every epoch in an
+order fixed by the fold's seed and the epoch's number), reseed dropout at the start of every epoch, save their
+state at the end of every epoch in the fold's folder, and pick up from the last saved epoch when the fold is
+trained again. A fold that was killed and resumed therefore ends with the very weights an uninterrupted fold
+ends with.
+
+| | `--loop fit` | `--loop custom` |
+| --- | --- | --- |
+| step | Keras' own | a `tf.GradientTape` step: the kernel's, or `custom_loop.notes_train_step` |
+| graph | Keras compiles it; `--eager` sets `run_eagerly` | `tf.function`; `--eager` runs it as Python |
+| resume | `AtomicBackupAndRestore` in `<fold>/backup/` | `tf.train.CheckpointManager` in `<fold>/checkpoints/` |
+| kept for `--restore` | `<fold>/model.keras` (`ModelCheckpoint`) | the last 3 checkpoints |
+| TensorBoard | `keras.callbacks.TensorBoard` | `tf.summary`, same tags and folders |
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from src import callbacks, pipelines
+
+logger = logging.getLogger(__name__)
+
+# Loss is written to TensorBoard every this many steps, beside the per-epoch summaries.
+SUMMARY_EVERY_STEPS = 50
+BACKUP_DIR = "backup"
+CHECKPOINT_DIR = "checkpoints"
+MODEL_FILE = "model.keras"
+EVALUATE_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What either loop needs to train one fold.
+
+    Attributes:
+        x_train: `uint8` images `(N, 28, 28)`.
+        y_train: `uint8` labels `(N,)`.
+        x_validation: `uint8` images `(V, 28, 28)` evaluated after every epoch, or None.
+        y_validation: their labels `(V,)`, or None.
+        batch_size: images per step.
+        epochs: epochs to train in all, counting those a resumed fold finished before.
+        seed: the fold's seed; it fixes each epoch's order and dropout masks.
+        data_format: the layout from `layout.data_format()`.
+        fold_dir: where checkpoints go and are resumed from; None to keep none.
+        logs_dir: where TensorBoard event files go; None to write none.
+        eager: run the step eagerly instead of as a graph.
+        verbose: 0 silent, 1 a progress bar, 2 one line per epoch (Keras' meaning).
+        strategy: the `tf.distribute.Strategy` the model and optimizer were created under; None for
+            TensorFlow's default. `batch_size` is then the global batch, over all replicas.
+        drop_remainder: drop each epoch's last, smaller batch, so that every step has the same shape (TPUs).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_validation: np.ndarray | None
+    y_validation: np.ndarray | None
+    batch_size: int
+    epochs: int
+    seed: int
+    data_format: str
+    fold_dir: Path | None = None
+    logs_dir: Path | None = None
+    eager: bool = False
+    verbose: int = 0
+    strategy: object = None
+    drop_remainder: bool = False
+
+    @property
+    def steps_per_epoch(self) -> int:
+        if self.drop_remainder:
+            return len(self.x_train) // self.batch_size
+        return math.ceil(len(self.x_train) / self.batch_size)
+
+    def batches(self, first_epoch: int, one_hot: bool):
+        """Returns the training batches from `first_epoch` to the last epoch (see `pipelines.epoch_batches`)."""
+        return pipelines.epoch_batches(
+            self.x_train, self.y_train, batch_size=self.batch_size, data_format=self.data_format,
+            seed=self.seed, epochs=self.epochs, first_epoch=first_epoch, one_hot=one_hot,
+            drop_remainder=self.drop_remainder,
+        )
+
+    def validation(self, one_hot: bool):
+        """Returns the validation batches, or None."""
+        if self.x_validation is None:
+            return None
+        return pipelines.make_pipeline(self.x_validation, self.y_validation, batch_size=EVALUATE_BATCH_SIZE,
+                                  data_format=self.data_format, one_hot=one_hot)
+
+
+
+def fit_keras(model: keras.Model, plan: FitPlan) -> dict[str, list[float]]:
+    """Trains a compiled model with `model.fit`, resuming from the fold's backup when there is one.
+
+    Args:
+        model: compiled with one-hot categorical cross-entropy.
+        plan: the fold.
+
+    Returns:
+        Per-epoch metrics of every epoch (`loss`, `accuracy`, `val_loss`, `val_accuracy`, ...), resumed
+        epochs included.
+    """
+    fit_callbacks: list[keras.callbacks.Callback] = [callbacks.EpochClock(), callbacks.EpochSeeds(plan.seed)]
+    backup = None
+    if plan.logs_dir is not None:
+        # Per epoch only: with update_freq=N, Keras drops the epoch summaries of every epoch whose last
+        # step is not a multiple of N (tensorflow/tensorboard#4975); BatchLossSummaries writes the steps.
+        fit_callbacks.append(keras.callbacks.TensorBoard(str(plan.logs_dir)))
+        fit_callbacks.append(callbacks.BatchLossSummaries(plan.logs_dir / "train", SUMMARY_EVERY_STEPS))
+    if plan.fold_dir is not None:
+        # The model is saved before the backup names the epoch finished, so --restore never lags it.
+        fit_callbacks.append(keras.callbacks.ModelCheckpoint(str(plan.fold_dir / MODEL_FILE)))
+        backup = callbacks.AtomicBackupAndRestore(plan.fold_dir / BACKUP_DIR)
+        fit_callbacks.append(backup)
+    first_epoch = backup.saved_epoch if backup is not None else 0
+    if first_epoch:
+        logger.info("resuming from the backup of epoch %d/%d in %s", first_epoch, plan.epochs, backup.backup_dir)
+    model.run_eagerly = plan.eager
+    result = model.fit(
+        plan.batches(first_epoch, one_hot=True),
+        epochs=plan.epochs,
+        steps_per_epoch=plan.steps_per_epoch,
+        validation_data=plan.validation(one_hot=True),
+        callbacks=fit_callbacks,
+        shuffle=False,  # the batches come shuffled, in the order of their epoch
+        verbose=plan.verbose,
+    )
+    return backup.history if backup is not None else result.history
+
