@@ -107,14 +107,6 @@ def collect(kernel: str | os.PathLike, data_path: str | None = None, out_dir: Pa
     waiting = unfinished([0])
     if waiting:
         raise KitError(f"Kaggle has not finished the folds of {name}: {', '.join(waiting)}; wait for them "
-                       f"(`kaggle kernels status {fold_ref(ref, 0)}`), or push them with `make push-folds "
-                       f"KERNEL={name}`.")
-    fetched = [_fetch_fold(fold_ref(ref, 0), 0, downloads / "fold-0", name)]
-    num_folds = fetched[0].record["config"]["folds"]
-    waiting = unfinished(range(1, num_folds))
-    waiting = unfinished([0])
-    if waiting:
-        raise KitError(f"Kaggle has not finished the folds of {name}: {', '.join(waiting)}; wait for them "
                        f"(`kaggle kernels status {metadata.fold_ref(ref, 0)}`), or push them with `make push-folds "
                        f"KERNEL={name}`.")
     fetched = [_fetch_fold(metadata.fold_ref(ref, 0), 0, downloads / "fold-0", name)]

@@ -99,7 +99,6 @@ def load_npz(path: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarray], tu
     return (x_train, y_train), (x_test, y_test)
 
 
-
 def _read_csv(path: Path, expected_columns: tuple[str, ...]) -> np.ndarray:
     """Reads an all-integer CSV with the given header into an `int32` array `(rows, columns)`."""
     import pandas as pd
@@ -160,4 +159,3 @@ def load_competition(folder: str | os.PathLike) -> tuple[tuple[np.ndarray, np.nd
     y_train = check_labels(train[:, 0], "y_train", source / TRAIN_CSV, len(x_train))
     x_test = check_images(test, "x_test", source / TEST_CSV)
     return (x_train, y_train), (x_test, None)
-

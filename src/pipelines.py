@@ -120,4 +120,3 @@ def epoch_batches(
     return dataset.map(_batch_scaler(data_format, one_hot), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
     )
-

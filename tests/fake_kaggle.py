@@ -103,7 +103,9 @@ class FakeKaggle:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kaggle", daemon=True)
+        # A short poll interval: `stop()` waits for the loop to notice, once per test.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="fake-kaggle", daemon=True)
         self._thread.start()
         return self
 

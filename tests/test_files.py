@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from src import files, records, submission
+from src import files, submission
 from src.errors import KitError
 
 
@@ -83,12 +83,19 @@ def test_never_overwrite_is_checked_at_the_rename(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 
 
-def test_start_run_never_reuses_an_existing_name(tmp_path):
-    import datetime as dt
+def test_folder_in_place_replaces_the_target_only_when_the_block_succeeds(tmp_path):
+    target = tmp_path / "bundle"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with files.folder_in_place(target, ".bundle-") as scratch:
+            (scratch / "half.txt").write_text("half")
+            raise RuntimeError("crash mid-way")
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
 
-    now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-    first = records.start_run("k", tmp_path, now=now)
-    (tmp_path / "k-20260102T030405Z-2.csv").write_text("taken")
-    second = records.start_run("k", tmp_path, now=now)
-    assert (first.name, second.name) == ("k-20260102T030405Z", "k-20260102T030405Z-3")
-    assert first.workdir.is_dir() and second.workdir.is_dir()
+    with files.folder_in_place(target, ".bundle-") as scratch:
+        (scratch / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert target.stat().st_mode & 0o777 == 0o755

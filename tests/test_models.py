@@ -1,29 +1,43 @@
-"""Tests of src.models: the registry builds and trains in both channels settings."""
+"""Tests of src.models: the registry builds and trains in both layouts, and its models are what they claim."""
 
 import keras
 import numpy as np
 import pytest
 
-from src import config, data, models
+from src import layout, models, optimizers
 from src.errors import KitError
+from src.models import classic, cost, strong
+
+CHANNELS_LAST = layout.input_shape("channels_last")
 
 
-def test_registry_matches_config_names():
-    assert tuple(models.MODELS) == config.MODEL_NAMES
+@pytest.fixture(autouse=True)
+def float32_after():
+    """Keras keeps the dtype policy globally: leave it float32 for the tests that follow."""
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+def test_registry_names_resolve_to_factories():
+    assert models.MODEL_NAMES == ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn", "fast_cnn")
+    for name in models.MODEL_NAMES:
+        assert callable(models.model_factory(name))
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-@pytest.mark.parametrize("name", config.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_build_model_builds_for_each_layout(name, data_format):
-    model = models.build_model(name, data_format)
-    assert model.input_shape == (None, *data.input_shape(data_format))
+    shape = layout.input_shape(data_format)
+    model = models.build_model(name, shape)
+    assert model.input_shape == (None, *shape)
     assert model.output_shape == (None, 10)
+    assert model.name == name
 
 
-@pytest.mark.parametrize("name", config.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_build_model_trains_a_step(name):
     keras.utils.set_random_seed(0)
-    model = models.compile_model(models.build_model(name, "channels_last"), "adam", 1e-3)
+    model = optimizers.compile_model(models.build_model(name, CHANNELS_LAST), "adam", 1e-3)
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
     y = keras.utils.to_categorical(np.arange(8) % 10, 10)
     before = [weight.copy() for weight in model.get_weights()]
@@ -32,51 +46,52 @@ def test_build_model_trains_a_step(name):
     assert any(not np.array_equal(old, new) for old, new in zip(before, model.get_weights()))
 
 
-@pytest.mark.parametrize("name", config.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_build_model_keeps_probabilities_float32_under_mixed_bfloat16(name):
-    models.set_precision("mixed_bfloat16")
-    try:
-        model = models.build_model(name, "channels_last")
-        probabilities = model(np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32))
-    finally:
-        models.set_precision("float32")
+    optimizers.set_precision("mixed_bfloat16")
+    model = models.build_model(name, CHANNELS_LAST)
+    probabilities = model(np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32))
     # bfloat16 keeps 8 bits of mantissa: its probabilities would not sum to 1 within 1e-6.
     assert model.layers[-2].compute_dtype == "bfloat16"
     assert probabilities.dtype == "float32"
     np.testing.assert_allclose(np.asarray(probabilities).sum(axis=1), 1.0, atol=1e-6)
 
 
+def test_build_model_rejects_unknown_name():
+    names = ", ".join(models.MODEL_NAMES)
+    with pytest.raises(KitError, match=f"choose one of {names}. Received: model='resnet'"):
+        models.build_model("resnet", CHANNELS_LAST)
+
+
 def test_build_seed_cnn_is_the_classic_architecture():
-    model = models.build_seed_cnn("channels_last")
+    model = classic.build_seed_cnn()
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
     assert model.count_params() == 1_199_882
+    assert classic.build_seed_cnn(layout.input_shape("channels_first")).count_params() == 1_199_882
 
 
-def test_build_seed_cnn_channels_first_matches_parameter_count():
-    assert models.build_seed_cnn("channels_first").count_params() == models.build_seed_cnn().count_params()
+def test_build_fast_cnn_is_the_fast_architecture():
+    model = classic.build_fast_cnn()
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dropout", "Dense"]
+    # 32*(9+1) + 64*(32*9+1) + (7*7*64+1)*128 + (128+1)*10
+    assert model.count_params() == 320 + 18_496 + 401_536 + 1_290
+    assert classic.build_fast_cnn(layout.input_shape("channels_first")).count_params() == model.count_params()
 
 
-def test_build_optimizer_defaults_adadelta_to_one():
-    run = config.RunConfig(kernel="k")
-    optimizer = models.build_optimizer(run.optimizer, run.effective_learning_rate)
-    assert isinstance(optimizer, keras.optimizers.Adadelta)
-    assert float(optimizer.learning_rate) == pytest.approx(1.0)
-    assert optimizer.rho == pytest.approx(0.95)
-    adam = models.build_optimizer("adam", config.RunConfig(kernel="k", optimizer="adam").effective_learning_rate)
-    assert float(adam.learning_rate) == pytest.approx(1e-3)
-
-
-def test_build_model_rejects_unknown_name():
-    names = ", ".join(config.MODEL_NAMES)
-    with pytest.raises(KitError, match=f"choose one of {names}. Received: model='resnet'"):
-        models.build_model("resnet", "channels_last")
-    with pytest.raises(KitError, match="Received: optimizer='sgdx'"):
-        models.build_optimizer("sgdx", 0.1)
+def test_multiply_adds_counts_convolutions_and_dense_layers():
+    # seed_cnn: 26*26*32*9 + 24*24*64*9*32 + 9216*128 + 128*10
+    assert cost.multiply_adds(classic.build_seed_cnn()) == 194_688 + 10_616_832 + 1_179_648 + 1_280
+    # fast_cnn: 28*28*32*9 + 14*14*64*9*32 + 3136*128 + 128*10
+    fast = 225_792 + 3_612_672 + 401_408 + 1_280
+    assert cost.multiply_adds(classic.build_fast_cnn()) == fast
+    assert cost.multiply_adds(classic.build_fast_cnn(layout.input_shape("channels_first"))) == fast
+    assert cost.multiply_adds(classic.build_mlp()) == 784 * 100 + 100 * 10
 
 
 def test_strong_cnn_augments_only_in_training():
-    model = models.build_strong_cnn("channels_last")
+    model = strong.build_strong_cnn()
     images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     np.testing.assert_array_equal(model.predict(images, verbose=0), model.predict(images, verbose=0))
     augmentation = model.get_layer("augmentation")
@@ -89,7 +104,7 @@ def test_build_augmentation_zooms_height_and_width_independently():
     # A centred square of ink: a zoom that kept the aspect ratio would leave every copy square.
     square = np.zeros((64, 28, 28, 1), dtype=np.float32)
     square[:, 4:24, 4:24] = 1.0
-    [zoom] = [layer for layer in models.build_augmentation(seed=3).layers if isinstance(layer, keras.layers.RandomZoom)]
+    [zoom] = [layer for layer in strong.build_augmentation(seed=3).layers if isinstance(layer, keras.layers.RandomZoom)]
     ink = zoom(square, training=True).numpy()[..., 0] > 0.5
     heights, widths = ink.any(axis=2).sum(axis=1), ink.any(axis=1).sum(axis=1)
     assert (heights != widths).sum() > 32

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src import cli, data, plots
-from src.training import CrossValidation, FoldResult
+from conftest import run_kernel
+from src import data, flags, loaders, plots, sample
+from src.results import CrossValidation, FoldResult
 
 OOF_PICTURES = {plots.LEARNING_CURVES, plots.CONFUSION_OOF, plots.MISTAKES_OOF}
 
@@ -165,12 +166,12 @@ def test_plots_module_leaves_the_pyplot_backend_alone():
 # --- the wiring ---------------------------------------------------------------------------------------
 
 
-def test_kernel_parser_no_plots_sets_plots_false():
-    assert cli.parse_kernel_args([], "mnist-cnn").plots is True
-    assert cli.parse_kernel_args(["--no-plots"], "mnist-cnn").plots is False
+def test_parse_flags_no_plots_sets_plots_false():
+    assert flags.parse_flags("mnist-cnn", argv=[]).plots is True
+    assert flags.parse_flags("mnist-cnn", argv=["--no-plots"]).plots is False
 
 
-def test_run_kernel_draws_pictures_unless_no_plots(fake_run, npz_path, tmp_path):
+def test_kernel_run_draws_pictures_unless_no_plots(fake_run, npz_path, tmp_path):
     drawn = fake_run(["--data", str(npz_path), "--out", str(tmp_path / "with")])
     folder = tmp_path / "with" / drawn["run"]
     assert sorted(Path(path).name for path in drawn["outputs"]["pictures"]) == sorted(plots.PICTURE_PIXELS)
@@ -183,18 +184,18 @@ def test_run_kernel_draws_pictures_unless_no_plots(fake_run, npz_path, tmp_path)
     assert list((tmp_path / "without").rglob("*.png")) == []
 
 
-def test_run_kernel_with_one_fold_on_competition_data_draws_learning_curves(fake_run, competition_dir, tmp_path):
+def test_kernel_run_with_one_fold_on_competition_data_draws_learning_curves(fake_run, competition_dir, tmp_path):
     record = fake_run(["--data", str(competition_dir), "--out", str(tmp_path), "--folds", "1"])
     assert [Path(path).name for path in record["outputs"]["pictures"]] == [plots.LEARNING_CURVES]
 
 
+@pytest.mark.slow
 def test_real_kernel_run_draws_its_pictures(sample_npz, tmp_path):
     # The one real training run: Keras' history keys must be the ones the learning curves read.
-    (x_train, y_train), (x_test, y_test) = data.load_npz(sample_npz)
-    small = data.write_npz(tmp_path / "small.npz", x_train[:200], y_train[:200], x_test[:50], y_test[:50])
-    config = cli.parse_kernel_args(["--data", str(small), "--out", str(tmp_path / "out"), "--model", "mlp",
-                                    "--epochs", "1", "--folds", "2", "--quiet"], "mnist-cnn")
-    record = cli.run_kernel(config)
+    (x_train, y_train), (x_test, y_test) = loaders.load_npz(sample_npz)
+    small = sample.write_npz(tmp_path / "small.npz", x_train[:200], y_train[:200], x_test[:50], y_test[:50])
+    record = run_kernel("mnist-cnn", ["--data", str(small), "--out", str(tmp_path / "out"), "--model", "mlp",
+                                      "--epochs", "1", "--folds", "2", "--quiet"])
     assert set(record["folds"][0]["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
     pictures = [Path(path) for path in record["outputs"]["pictures"]]
     assert [path.name for path in pictures] == list(plots.PICTURE_PIXELS)

@@ -1,9 +1,12 @@
-"""Tests of src.submission: writing and validating ImageId,Label files."""
+"""Tests of src.submission: writing and validating ImageId,Label files, and the log of submissions."""
+
+import json
+import logging
 
 import numpy as np
 import pytest
 
-from src import submission
+from src import paths, submission
 from src.errors import KitError
 
 
@@ -60,3 +63,60 @@ def test_validate_submission_checks_rows_against_sample(tmp_path):
 def test_validate_submission_names_missing_file(tmp_path):
     with pytest.raises(KitError, match="Submission not found"):
         submission.validate_submission(tmp_path / "absent.csv")
+
+
+# --- the log of submissions -----------------------------------------------------------------------
+
+
+def test_read_submissions_log_keeps_the_scored_entry_of_each_file(tmp_path, caplog):
+    lines = [
+        {"file": "a.csv", "message": "first", "submitted_at": "t1", "public_score": 0.97},
+        {"file": "a.csv", "message": "again", "submitted_at": "t2", "public_score": None},
+        {"file": "b.csv", "message": "pending", "submitted_at": "t3", "public_score": None},
+        "not an entry",
+    ]
+    (tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME).write_text(
+        "\n".join(json.dumps(line) for line in lines) + "\n{broken\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="src.submission"):
+        submissions = submission.read_submissions_log(tmp_path)
+    assert submissions["a.csv"]["public_score"] == 0.97
+    assert submissions["b.csv"]["message"] == "pending"
+    assert set(submissions) == {"a.csv", "b.csv"}
+    assert len(caplog.messages) == 2
+    assert submission.read_submissions_log(tmp_path / "elsewhere") == {}
+
+
+def test_read_submissions_log_takes_the_latest_entry_of_a_file_without_a_score(tmp_path):
+    log = tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    log.write_text(json.dumps({"file": "a.csv", "message": "first", "public_score": None}) + "\n\n"
+                   + json.dumps({"file": "a.csv", "message": "second", "public_score": None}) + "\n")
+    assert submission.read_submissions_log(tmp_path)["a.csv"]["message"] == "second"
+
+
+def test_append_submissions_log_adds_a_line_beside_the_file_that_reads_back(tmp_path):
+    csv_path = tmp_path / "runs" / "mnist-cnn-1.csv"
+    csv_path.parent.mkdir()
+    log = submission.append_submissions_log(csv_path, "first try", "2026-01-02T03:04:05+00:00")
+    assert log == csv_path.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    # A log whose last line lacks its newline (edited by hand) still gets one entry per line.
+    log.write_text(log.read_text().rstrip("\n"))
+    submission.append_submissions_log(tmp_path / "elsewhere" / "mnist-cnn-2.csv", "other folder", "t0")
+    submission.append_submissions_log(csv_path.with_name("mnist-cnn-2.csv"), "second", "2026-01-02T04:00:00+00:00")
+
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entries == [
+        {"file": "mnist-cnn-1.csv", "message": "first try", "submitted_at": "2026-01-02T03:04:05+00:00",
+         "public_score": None},
+        {"file": "mnist-cnn-2.csv", "message": "second", "submitted_at": "2026-01-02T04:00:00+00:00",
+         "public_score": None},
+    ]
+    assert set(submission.read_submissions_log(csv_path.parent)) == {"mnist-cnn-1.csv", "mnist-cnn-2.csv"}
+    assert sorted(p.name for p in csv_path.parent.iterdir()) == [paths.KAGGLE_SUBMISSIONS_LOG_NAME]
+
+
+def test_append_submissions_log_refuses_a_log_it_cannot_read(tmp_path):
+    log = tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    log.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(KitError, match="Cannot read .*move it away"):
+        submission.append_submissions_log(tmp_path / "a.csv", "m", "t")
+    assert log.read_bytes() == b"\xff\xfe not text"

@@ -16,6 +16,7 @@ CLI_TIMEOUT_SECONDS = 3600
 RULES_URL = f"https://www.kaggle.com/c/{paths.COMPETITION}/rules"
 LEADERBOARD_URL = f"https://www.kaggle.com/c/{paths.COMPETITION}/leaderboard"
 
+
 def kaggle_command() -> list[str]:
     """Returns the command that runs the kaggle CLI of this environment."""
     executable = Path(sys.executable).with_name("kaggle")
@@ -132,4 +133,3 @@ def run_cli(arguments: list[str], what: str, forbidden: Failure | None = None,
         raise KitError(describe_failure((completed.stderr or "") + "\n" + (completed.stdout or ""), what,
                                         forbidden, not_found))
     return completed.stdout or ""
-

@@ -14,6 +14,7 @@ from src.errors import KitError
 
 logger = logging.getLogger(__name__)
 
+
 def config_dir() -> Path:
     """Returns the folder the kaggle CLI reads `kaggle.json` from.
 
@@ -97,4 +98,3 @@ def warn_if_exposed() -> bool:
         _warned_exposed.add(path)
         logger.warning("warning: %s is readable by other users; run `chmod 600 %s`.", path, path)
     return True
-

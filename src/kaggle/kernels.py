@@ -164,8 +164,8 @@ def status_of(ref: str, name: str, push_command: str | None = None) -> KernelSta
     output = run_cli(["kernels", "status", ref], f"get the status of kernel {ref}", forbidden, not_found)
     found = re.search(r'has status "(?:\w+\.)?(\w+)"', output)
     if not found:
-        raise KitError(f"Unexpected answer from `kaggle kernels status {ref}`: {credentials.redact(output.strip())[:200]!r}; "
-                       "check the kernel on kaggle.com.")
+        raise KitError(f"Unexpected answer from `kaggle kernels status {ref}`: "
+                       f"{credentials.redact(output.strip())[:200]!r}; check the kernel on kaggle.com.")
     failure = re.search(r'Failure message: "(.*)"', output)
     return KernelStatus(ref=ref, status=found.group(1).lower(), failure_message=failure.group(1) if failure else None)
 
@@ -210,4 +210,3 @@ def download_output_of(ref: str, target: Path, name: str, push_command: str | No
             raise KitError(f"Kaggle could not download the output of kernel {ref}: "
                            f"{partial.name.removesuffix('.kaggle-partial')} arrived incomplete; retry.")
     return target
-

@@ -205,4 +205,3 @@ def fold_metadata(metadata: dict, fold_index: int) -> dict:
 def fold_ref(ref: str, fold_index: int) -> str:
     """Returns the `<owner>/<slug>` of the kernel that trains fold `fold_index` of kernel `ref`."""
     return ref + FOLD_SUFFIX.format(index=fold_index)
-

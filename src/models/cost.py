@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 from keras import layers
 
 

@@ -1,4 +1,4 @@
-"""Property-based tests: damaged `.npz` and CSV files only ever raise the kit's own error.
+"""Property-based tests of src.loaders: damaged `.npz` and CSV files only ever raise the kit's own error.
 
 Truncations, bit flips, byte edits and absurd header sizes must give `KitError` (one clear line at the
 command line), never another exception, a hang or a huge allocation.
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_arrays, write_competition
-from src import data
+from src import loaders, mnist
 from src.errors import KitError
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -33,8 +33,8 @@ NPZ = {False: valid_npz_bytes(False), True: valid_npz_bytes(True)}
 def load_or_kit_error(path):
     """Loads `path`; a `KitError` is an acceptable answer, any other exception fails the test."""
     try:
-        (x_train, y_train), (x_test, y_test) = data.load_npz(path) if path.suffix == ".npz" else \
-            data.load_competition(path)
+        (x_train, y_train), (x_test, y_test) = loaders.load_npz(path) if path.suffix == ".npz" else \
+            loaders.load_competition(path)
     except KitError as error:
         assert "\n" not in str(error)
         return None
@@ -134,7 +134,7 @@ def test_load_competition_survives_edits(tmp_path, which, edits, truncate):
 def test_load_npz_rejects_member_that_is_not_npy(tmp_path):
     path = tmp_path / "odd.npz"
     with zipfile.ZipFile(path, "w") as archive:
-        for key in data.NPZ_KEYS:
+        for key in mnist.NPZ_KEYS:
             archive.writestr(f"{key}.npy", b"hello, not an array")
     with pytest.raises(KitError, match="not a valid .npy"):
-        data.load_npz(path)
+        loaders.load_npz(path)

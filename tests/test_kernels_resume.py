@@ -1,10 +1,8 @@
-"""Resuming runs: run identity and locks (src.records.start_run), and kernels killed with SIGKILL and rerun."""
+"""Kernels killed with SIGKILL and rerun resume to the uninterrupted result (run identity and locks: test_runs.py)."""
 
-import datetime as dt
 import json
 import os
 import re
-import runpy
 import signal
 import subprocess
 import sys
@@ -13,86 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from src import config, paths, records
-
-SHA = "a" * 64
-EARLY = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-LATER = EARLY + dt.timedelta(minutes=5)
-
-
-def identity(data_sha256=SHA, **overrides):
-    return records.run_identity(config.RunConfig(kernel="k", **overrides).to_dict(), data_sha256)
-
-
-# --- run identity and start_run -------------------------------------------------------------------
-
-
-def test_run_identity_ignores_paths_and_verbosity_but_not_settings_or_data():
-    base = identity(data="a.npz", out="first", quiet=True, restart=True, restore=None)
-    same = identity(data="copy/of/a.npz", out="second")
-
-    assert records.identity_sha256(base) == records.identity_sha256(same)
-    for other in (identity(epochs=3), identity(loop="custom"), identity(eager=True), identity(data_sha256="b" * 64)):
-        assert records.identity_sha256(other) != records.identity_sha256(base)
-
-
-def test_start_run_resumes_the_unfinished_run_of_the_same_identity(tmp_path):
-    first = records.start_run("k", tmp_path, EARLY, identity=identity())
-    first.lock.close()  # its process died
-
-    again = records.start_run("k", tmp_path, LATER, identity=identity())
-
-    assert again.resumed and again.name == first.name
-    assert json.loads((again.workdir / records.RUN_FILE).read_text())["state"] == "running"
-
-
-def test_start_run_starts_anew_after_a_finished_run_or_for_another_identity(tmp_path):
-    first = records.start_run("k", tmp_path, EARLY, identity=identity())
-    records.finish_run(first)
-
-    after_finished = records.start_run("k", tmp_path, LATER, identity=identity())
-    other = records.start_run("k", tmp_path, LATER, identity=identity(epochs=2))
-
-    assert not after_finished.resumed and after_finished.name != first.name
-    assert not other.resumed and other.name not in (first.name, after_finished.name)
-    assert json.loads((first.workdir / records.RUN_FILE).read_text())["state"] == "finished"
-
-
-def test_start_run_does_not_share_a_run_another_process_holds(tmp_path):
-    running = records.start_run("k", tmp_path, EARLY, identity=identity())  # its lock stays held
-
-    second = records.start_run("k", tmp_path, LATER, identity=identity())
-
-    assert not second.resumed and second.name != running.name
-    second.lock.close()
-    running.lock.close()
-
-
-def test_start_run_restart_discards_the_unfinished_run(tmp_path, monkeypatch):
-    monkeypatch.setenv(paths.LOGS_ENV, str(tmp_path / "logs"))
-    first = records.start_run("k", tmp_path, EARLY, identity=identity())
-    (first.workdir / "fold-0.npz").write_bytes(b"finished fold")
-    (tmp_path / "logs" / first.name).mkdir(parents=True)
-    first.lock.close()
-
-    fresh = records.start_run("k", tmp_path, LATER, identity=identity(), restart=True)
-
-    assert not fresh.resumed and fresh.name != first.name
-    assert not first.workdir.exists() and not (tmp_path / "logs" / first.name).exists()
-
-
-def test_start_run_resume_removes_outputs_a_killed_run_began_writing(tmp_path):
-    first = records.start_run("k", tmp_path, EARLY, identity=identity())
-    first.path(".npz").write_bytes(b"written before the kill")
-    first.path(".csv").write_text("ImageId,Label\n")
-    first.lock.close()
-
-    again = records.start_run("k", tmp_path, LATER, identity=identity())
-
-    # They are written again, from the same saved folds; a run with a record is finished instead.
-    assert again.resumed
-    assert not first.path(".npz").exists() and not first.path(".csv").exists()
-
+from conftest import run_kernel
+from src import paths
 
 # --- kernels killed and rerun ---------------------------------------------------------------------
 
@@ -101,11 +21,11 @@ def test_start_run_resume_removes_outputs_a_killed_run_began_writing(tmp_path):
 SLOW_KERNEL = """
 import os, runpy, sys, time
 import tensorflow as tf
-from src import data
+from src import pipelines
 
 DELAY = {delay}
 HOLD = {hold!r}
-epoch_batches = data.epoch_batches
+epoch_batches = pipelines.epoch_batches
 
 
 def wait():
@@ -124,7 +44,7 @@ def slow_epoch_batches(*args, **kwargs):
     return epoch_batches(*args, **kwargs).map(pause)
 
 
-data.epoch_batches = slow_epoch_batches
+pipelines.epoch_batches = slow_epoch_batches
 sys.argv = [{kernel!r}, *sys.argv[1:]]
 runpy.run_path({kernel!r}, run_name="__main__")
 """
@@ -198,6 +118,7 @@ def wait_for_line(runner, process, text, timeout=120):
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kernel, args",
     [
@@ -229,8 +150,7 @@ def test_kernel_killed_twice_resumes_to_the_uninterrupted_result(kernel, args, s
     third = runner.start()
     wait_for_line(runner, third, "resuming the unfinished run")
     monkeypatch.setenv(paths.LOGS_ENV, str(tmp_path / "reference-logs"))
-    main = runpy.run_path(str(paths.KERNELS_DIR / kernel / "kernel.py"))["main"]
-    assert main([*args, "--out", str(runner.out)]) == 0
+    run_kernel(kernel, [*args, "--out", str(runner.out)])
     assert "is running in another process" in capsys.readouterr().out
     hold.unlink()
     assert third.wait(timeout=300) == 0, runner.output()

@@ -1,0 +1,53 @@
+"""Tests of src.console: the kit's log lines, quiet TensorFlow, and one-line errors and interruptions."""
+
+import logging
+import textwrap
+
+from conftest import run_process
+from src import console
+from src.errors import KitError
+
+
+def test_configure_logging_prints_the_kits_lines_and_leaves_the_root_logger_alone(capsys):
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    console.configure_logging()
+    console.configure_logging()  # twice: still one line per message
+    logging.getLogger("src.data").info("data: hello")
+    assert capsys.readouterr().out == "data: hello\n"
+    assert root.handlers == handlers and root.level == level
+
+
+def test_run_main_turns_kit_errors_and_ctrl_c_into_one_line(capsys):
+    def fails():
+        raise KitError("the data is bad; fix it. Received: x=1.")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert console.run_main(fails) == 2
+    assert capsys.readouterr().err == "error: the data is bad; fix it. Received: x=1.\n"
+    assert console.run_main(interrupted, interrupted="interrupted: nothing was changed.") == 130
+    assert capsys.readouterr().err == "interrupted: nothing was changed.\n"
+    assert console.run_main(lambda: 3) == 3 and console.run_main(lambda: None) == 0
+
+
+def test_error_hook_makes_a_scripts_kit_error_one_line_and_status_2():
+    script = textwrap.dedent("""
+        from src import console
+        from src.errors import KitError
+        console.install_error_hook()
+        raise KitError("Unknown thing. Received: thing='x'.")
+    """)
+    result = run_process(["-c", script])
+    assert result.returncode == 2 and result.stderr == "error: Unknown thing. Received: thing='x'.\n"
+    interrupted = run_process(["-c", "from src import console; console.install_error_hook(); raise KeyboardInterrupt"])
+    assert interrupted.returncode == 130 and interrupted.stderr == console.TRAINING_INTERRUPTED + "\n"
+    bug = run_process(["-c", "from src import console; console.install_error_hook(); 1 / 0"])
+    assert bug.returncode == 1 and "Traceback" in bug.stderr and "ZeroDivisionError" in bug.stderr
+
+
+def test_quiet_tensorflow_hides_its_start_up_lines():
+    code = "from src import console; console.quiet_tensorflow(); import tensorflow as tf; tf.constant(1.0) + 1"
+    result = run_process(["-c", code], env={"TF_CPP_MIN_LOG_LEVEL": ""})
+    assert result.returncode == 0 and result.stderr == "", result.stderr

@@ -1,0 +1,93 @@
+"""Tests of one fit (src.fitting and, for what both loops share, src.custom_loop): resume and TensorBoard."""
+
+import glob
+
+import numpy as np
+import pytest
+
+from conftest import train_fold
+from src import callbacks, config, fitting
+
+
+def weights(model):
+    return [variable.numpy() for variable in model.trainable_variables]
+
+
+def without_timing(history):
+    """A history without its wall-clock seconds, which no two runs share."""
+    return {name: values for name, values in history.items() if name != "epoch_seconds"}
+
+
+def assert_same_weights(first, second):
+    assert len(weights(first)) == len(weights(second))
+    for left, right in zip(weights(first), weights(second)):
+        np.testing.assert_array_equal(left, right)
+
+
+def event_tags(folder):
+    import tensorflow as tf
+
+    tags = {}
+    for path in glob.glob(f"{folder}/**/events.out.tfevents.*", recursive=True):
+        split = "validation" if "/validation/" in path else "train"
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault((split, value.tag), []).append(event.step)
+    return tags
+
+
+@pytest.mark.parametrize("loop", config.LOOP_NAMES)
+def test_fit_resumed_after_an_interruption_ends_with_the_uninterrupted_weights(loop, tmp_path, monkeypatch):
+    uninterrupted, uninterrupted_history = train_fold(loop, epochs=2)
+
+    original = callbacks.reseed_random_layers
+
+    def crash_in_epoch_two(model, seed, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt  # as Ctrl-C would, after the first epoch was saved
+        original(model, seed, epoch)
+
+    monkeypatch.setattr(callbacks, "reseed_random_layers", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(loop, epochs=2, fold_dir=tmp_path / "fold-0")
+    monkeypatch.setattr(callbacks, "reseed_random_layers", original)
+    resumed, resumed_history = train_fold(loop, epochs=2, fold_dir=tmp_path / "fold-0")
+
+    # seed_cnn has dropout: equal weights also prove the dropout masks were replayed.
+    assert_same_weights(uninterrupted, resumed)
+    assert without_timing(resumed_history) == without_timing(uninterrupted_history)
+    assert len(resumed_history["epoch_seconds"]) == 2
+
+
+@pytest.mark.parametrize("loop", config.LOOP_NAMES)
+def test_fit_resumed_after_its_last_epoch_only_restores(loop, tmp_path):
+    finished, history = train_fold(loop, epochs=2, fold_dir=tmp_path / "fold-0")
+
+    restored, restored_history = train_fold(loop, epochs=2, fold_dir=tmp_path / "fold-0")
+
+    assert_same_weights(finished, restored)
+    assert restored_history == history
+
+
+@pytest.mark.parametrize("loop", config.LOOP_NAMES)
+def test_fit_writes_readable_tensorboard_events(loop, tmp_path, monkeypatch):
+    from src import custom_loop
+
+    monkeypatch.setattr(fitting, "SUMMARY_EVERY_STEPS", 2)
+    monkeypatch.setattr(custom_loop, "SUMMARY_EVERY_STEPS", 2)
+    train_fold(loop, epochs=2, logs_dir=tmp_path / "logs", model_name="mlp")
+
+    tags = event_tags(tmp_path / "logs")
+    for tag in ("epoch_loss", "epoch_accuracy", "epoch_learning_rate"):
+        assert tags[("train", tag)] == [0, 1]
+    assert tags[("validation", "epoch_accuracy")] == [0, 1]
+    assert tags[("train", "batch_loss")] == [2, 4, 6, 8]  # 4 steps per epoch
+
+
+def test_fit_plan_counts_its_steps_per_epoch():
+    images, labels = np.zeros((60, 28, 28), np.uint8), np.zeros(60, np.uint8)
+    plan = fitting.FitPlan(images, labels, None, None, batch_size=16, epochs=1, seed=0, data_format="channels_last")
+    assert plan.steps_per_epoch == 4
+    dropped = fitting.FitPlan(images, labels, None, None, batch_size=16, epochs=1, seed=0,
+                              data_format="channels_last", drop_remainder=True)
+    assert dropped.steps_per_epoch == 3

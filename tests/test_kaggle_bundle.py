@@ -1,0 +1,237 @@
+"""src.kaggle.bundle: the pushed kernel.py (the kernel's own code first, the src package at its end), and a pushed
+bundle running alone as Kaggle runs it."""
+
+import ast
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import KERNELS, kernel_script, make_arrays, write_competition
+from kaggle_fixtures import (FAKE_KEY, KERNEL, REF, bundle_payload, bundle_values, head_commit, leftovers)
+from src import paths, submission
+from src.errors import KitError
+from src.kaggle import bundle, kernels, metadata
+
+pytest_plugins = ["kaggle_fixtures"]
+
+
+# The lines that tell a kernel's story, as a reader meets them first.
+STORY = ("parse_flags(", "load_dataset(", "def build_model", "build_model(", "training.start_run(")
+
+
+def _docstring_end(source: str) -> int:
+    """Returns the line the kernel's docstring ends on (1-based)."""
+    first = ast.parse(source).body[0]
+    assert isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant), "the kernel starts with no docstring"
+    return first.end_lineno
+
+
+def _in_order(lines: list[str], within: list[str]) -> bool:
+    """Returns whether every line of `lines` appears in `within`, in the same order."""
+    remaining = iter(within)
+    return all(any(line == candidate for candidate in remaining) for line in lines)
+
+
+def test_bundle_is_byte_identical_and_names_its_commit(credentials, tmp_path):
+    first = bundle.bundle(f"kernels/{KERNEL}", build_dir=tmp_path / "first")
+    second = bundle.bundle(KERNEL, build_dir=tmp_path / "second")
+
+    for name in (metadata.BUNDLE_CODE_FILE, metadata.METADATA_FILE):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+    text = (first / metadata.BUNDLE_CODE_FILE).read_text()
+    bundle_info, _ = bundle_values(text)
+    assert bundle_info["commit"].startswith(head_commit())
+    assert (bundle_info["kernel"], bundle_info["arguments"]) == (KERNEL, [])
+    assert f"from commit {head_commit()}" in text
+    read = json.loads((first / metadata.METADATA_FILE).read_text())
+    assert read["id"] == REF
+    assert read["code_file"] == metadata.BUNDLE_CODE_FILE
+    assert read["is_private"] is True
+    assert leftovers(tmp_path / "first") == []
+
+
+def test_bundle_carries_src_and_keeps_the_kernels_docstring(credentials, tmp_path):
+    target = bundle.bundle(KERNEL, build_dir=tmp_path)
+    text = (target / metadata.BUNDLE_CODE_FILE).read_text()
+    bundle_info, archive = bundle_values(text)
+
+    assert hashlib.sha256(archive).hexdigest() == bundle_info["src_sha256"]
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        names = opened.namelist()
+        package = paths.REPO_ROOT / "src"
+        expected = sorted(f"src/{path.relative_to(package).as_posix()}" for path in package.rglob("*.py")
+                          if "__pycache__" not in path.parts)
+        assert names == expected
+        assert {"src/__init__.py", "src/kaggle/bundle.py", "src/models/__init__.py"} <= set(names)
+        for name in names:
+            assert opened.read(name) == (paths.REPO_ROOT / name).read_bytes()
+            assert opened.getinfo(name).date_time == bundle.ZIP_DATE_TIME
+    # The kernel's docstring stays the module's docstring (Kaggle shows it first).
+    source = kernel_script(KERNEL).read_text()
+    assert ast.get_docstring(ast.parse(text)) == ast.get_docstring(ast.parse(source))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_bundle_is_the_kernels_own_source_with_a_two_line_stub_and_the_payload_after_it(credentials, tmp_path,
+                                                                                        kernel):
+    target = bundle.bundle(kernel, build_dir=tmp_path)
+    text = (target / metadata.BUNDLE_CODE_FILE).read_text()
+    source = kernel_script(kernel).read_text()
+    source_lines = source.splitlines(keepends=True)
+    lines = text.splitlines(keepends=True)
+    end = _docstring_end(source)
+
+    # The kernel's docstring, then exactly two stub lines...
+    assert lines[:end] == source_lines[:end]
+    stub = lines[end:end + 2]
+    assert stub[0].startswith(f"# digit-kit bundle of kernels/{kernel} (commit {head_commit()}")
+    assert stub[1].startswith("import sys; exec(") and stub[1].rstrip().endswith("# noqa: E401, E702")
+    # ...then the rest of the kernel's source byte for byte, and only after it the payload.
+    after_stub = "".join(lines[end + 2:])
+    rest = "".join(source_lines[end:])
+    assert after_stub.startswith(rest)
+    payload = after_stub[len(rest):]
+    assert payload.strip().startswith("# --- digit-kit: the kit's src package")
+    assert "_DIGIT_KIT_SRC" not in "".join(lines[:end + 2]) + rest
+    assert f"_DIGIT_KIT_SRC = r\"\"\"{bundle_payload(text)}\"\"\"" in payload
+    # A reader of the pushed kernel's first screen sees the kernel's story, as in the repository.
+    assert _in_order(source_lines[:38], lines[:40])
+    story = [line for line in source_lines[:38] if any(step in line for step in STORY)]
+    assert all(line in lines[:40] for line in story)
+    if kernel != "mnist-ensemble":  # its budgets table comes first: its flags start on line 42 (44 here)
+        assert any("parse_flags(" in line for line in story), story
+
+
+def test_bundle_of_a_fold_carries_the_fold_and_its_own_kernel(credentials, tmp_path):
+    target = bundle.bundle(KERNEL, build_dir=tmp_path, fold=(1, 3), accelerator="gpu")
+
+    assert target == tmp_path / f"{KERNEL}-fold-1"
+    bundle_info, _ = bundle_values((target / metadata.BUNDLE_CODE_FILE).read_text())
+    assert (bundle_info["kernel"], bundle_info["arguments"]) == (f"{KERNEL}-fold-1",
+                                                                 ["--folds", "3", "--fold-index", "1"])
+    read = json.loads((target / metadata.METADATA_FILE).read_text())
+    assert (read["id"], read["title"]) == (f"{REF}-fold-1", f"digit-kit {KERNEL} fold 1")
+    assert (read["enable_gpu"], read["machine_shape"]) == (True, "NvidiaTeslaT4")
+
+
+@pytest.mark.parametrize("public, is_private", [(False, True), (True, False)])
+def test_bundle_is_public_only_when_asked(credentials, tmp_path, public, is_private):
+    target = bundle.bundle(KERNEL, build_dir=tmp_path, public=public)
+    assert json.loads((target / metadata.METADATA_FILE).read_text())["is_private"] is is_private
+
+
+def test_bundle_never_holds_the_key(credentials, tmp_path):
+    target = bundle.bundle(KERNEL, build_dir=tmp_path)
+    for path in target.iterdir():
+        assert FAKE_KEY.encode() not in path.read_bytes()
+
+
+def test_bundle_refuses_a_kernel_that_holds_the_key(credentials, kernel_copy, tmp_path):
+    with open(kernel_copy / "kernel.py", "a") as stream:
+        stream.write(f'\nKAGGLE_KEY = "{FAKE_KEY}"\n')
+
+    with pytest.raises(KitError, match="credential") as raised:
+        bundle.bundle(kernel_copy, build_dir=tmp_path / "build")
+    assert FAKE_KEY not in str(raised.value)
+    assert not (tmp_path / "build" / KERNEL).exists()
+    assert leftovers(tmp_path / "build") == []
+
+
+@pytest.mark.parametrize("planted", ["local_settings.py", "kaggle/notes_local.py"])
+def test_bundle_refuses_a_key_in_an_untracked_src_file_in_one_line_naming_it(credentials, kernel_copy, tmp_path,
+                                                                             monkeypatch, planted):
+    # A copy of the repository's src, so that nothing is ever written into the real one.
+    repo = tmp_path / "repo"
+    shutil.copytree(paths.REPO_ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(paths, "REPO_ROOT", repo)
+    (repo / "src" / planted).write_text(f'KAGGLE_KEY = "{FAKE_KEY}"  # only on this machine\n')
+    assert repo / "src" / planted in bundle.package_files()
+
+    with pytest.raises(KitError) as raised:
+        bundle.bundle(kernel_copy, build_dir=tmp_path / "build")
+    message = str(raised.value)
+    assert f"a Kaggle credential appears in src/{planted};" in message
+    assert "\n" not in message and FAKE_KEY not in message
+    assert not (tmp_path / "build" / KERNEL).exists()
+    assert leftovers(tmp_path / "build") == []
+
+
+def test_bundle_owner_comes_from_the_environment_first(credentials, monkeypatch, tmp_path):
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone-else")
+    target = bundle.bundle(KERNEL, build_dir=tmp_path)
+    assert json.loads((target / metadata.METADATA_FILE).read_text())["id"] == "someone-else/digit-kit-mnist-cnn"
+
+
+def test_bundle_without_a_username_says_where_to_put_it(tmp_path):
+    with pytest.raises(KitError, match="KAGGLE_USERNAME"):
+        bundle.bundle(KERNEL, build_dir=tmp_path)
+    assert not tmp_path.joinpath(KERNEL).exists()
+
+
+def test_bundle_of_a_kernel_that_does_not_parse_names_the_line(credentials, kernel_copy, tmp_path):
+    (kernel_copy / "kernel.py").write_text('"""A kernel."""\n\nflags = (\n')
+    with pytest.raises(KitError, match=r"kernel.py: line \d+: .*fix the kernel before bundling it"):
+        bundle.bundle(kernel_copy, build_dir=tmp_path)
+
+
+# --- a pushed bundle runs alone, as on Kaggle ------------------------------------------------------
+
+# Kaggle runs the script by itself; the flags (the same path through sys.argv) only keep the test short.
+RUN_AS_KAGGLE = """
+import json, runpy, sys
+sys.argv = ["kernel.py", "--folds", "2", "--epochs", "2", "--quiet"]
+try:
+    runpy.run_path("kernel.py", run_name="__main__")
+    code = 0
+except SystemExit as stop:
+    code = stop.code
+print("SRC=" + json.dumps({"file": sys.modules["src"].__file__, "path": sys.path}))
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_pushed_bundle_runs_alone_to_a_valid_submission(fake_kaggle, tmp_path):
+    kernels.push(KERNEL)
+    script = fake_kaggle.received("SaveKernel")[0]["text"]
+    # Only the pushed file, in a folder outside the repository, run with no PYTHONPATH: it has its own src alone.
+    run_dir = tmp_path / "kaggle-run"
+    run_dir.mkdir()
+    (run_dir / "kernel.py").write_text(script)
+    assert not run_dir.resolve().is_relative_to(paths.REPO_ROOT)
+    (x_train, y_train), (x_test, _) = make_arrays(train_per_class=10, test_rows=20)
+    competition = write_competition(tmp_path / "kaggle-input" / "mounted" / "deep" / paths.COMPETITION,
+                                    x_train, y_train, x_test)
+    working = tmp_path / "kaggle-working"
+    working.mkdir()
+    scratch = tmp_path / "kaggle-tmp"
+    scratch.mkdir()
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("PYTHONPATH", "PYTHONHOME") and not name.startswith("KAGGLE_")}
+    environment.update({paths.KAGGLE_INPUT_ENV: str(tmp_path / "kaggle-input"),
+                        paths.KAGGLE_WORKING_ENV: str(working), "TMPDIR": str(scratch)})
+
+    completed = subprocess.run([sys.executable, "-c", RUN_AS_KAGGLE], cwd=run_dir, env=environment,
+                               capture_output=True, text=True, timeout=600)
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    loaded = json.loads(completed.stdout.split("SRC=")[-1])
+    assert Path(loaded["file"]).is_relative_to(scratch), loaded["file"]
+    # Nothing of the repository is importable: no sys.path entry inside it but the venv's own site-packages.
+    inside_repo = [entry for entry in loaded["path"] if entry and Path(entry).resolve().is_relative_to(paths.REPO_ROOT)
+                   and not Path(entry).resolve().is_relative_to(Path(sys.prefix).resolve())]
+    assert inside_repo == []
+    assert f"digit-kit bundle of {KERNEL} from commit {head_commit()}" in completed.stdout
+    result = working / paths.KAGGLE_SUBMISSION_NAME
+    assert submission.validate_submission(result, sample=competition / "sample_submission.csv") == 20
+    run_csvs = [path for path in working.glob(f"{KERNEL}-*.csv")]
+    assert len(run_csvs) == 1 and run_csvs[0].read_bytes() == result.read_bytes()
+    assert FAKE_KEY not in completed.stdout + completed.stderr

@@ -1,0 +1,120 @@
+"""src.kaggle.competition: submitting to the competition and downloading its files, through the real kaggle CLI
+talking to a fake Kaggle API on a loopback port."""
+
+import datetime as dt
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src import cli, console, paths, submission
+from src.errors import KitError
+from src.kaggle import competition
+
+pytest_plugins = ["kaggle_fixtures"]
+
+
+@pytest.mark.slow
+def test_submit_uploads_the_file_and_logs_each_submission(fake_kaggle, competition_csv, capsys):
+    assert cli.main(["submit", str(competition_csv), "--message", "first try"]) == 0
+    assert cli.main(["submit", str(competition_csv), "-m", "second try"]) == 0
+
+    assert fake_kaggle.uploads["blob-1"] == competition_csv.read_bytes()
+    started = fake_kaggle.received("StartSubmissionUpload")[0]
+    assert started["competitionName"] == paths.COMPETITION
+    assert started["fileName"] == competition_csv.name
+    assert started["contentLength"] == competition_csv.stat().st_size
+    created = fake_kaggle.received("CreateSubmission")
+    assert [body["submissionDescription"] for body in created] == ["first try", "second try"]
+    assert created[0]["blobFileTokens"] == "blob-1"
+    assert "(ref 31337): Successfully submitted to Digit Recognizer" in capsys.readouterr().out
+
+    lines = (competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME).read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [list(entry) for entry in entries] == [["file", "message", "submitted_at", "public_score"]] * 2
+    assert [entry["message"] for entry in entries] == ["first try", "second try"]
+    assert all(entry["file"] == competition_csv.name and entry["public_score"] is None for entry in entries)
+    stamp = dt.datetime.fromisoformat(entries[0]["submitted_at"])
+    assert stamp.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.timezone.utc) - stamp) < dt.timedelta(minutes=5)
+
+
+@pytest.mark.slow
+def test_submit_without_accepted_rules_points_at_them(fake_kaggle, competition_csv, capsys):
+    fake_kaggle.fail("StartSubmissionUpload", 403)
+
+    assert cli.main(["submit", str(competition_csv), "-m", "rules"]) == console.EXIT_USAGE
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.count("\n") == 1 and printed.err.startswith("error: Kaggle could not submit")
+    assert "403 Forbidden" in printed.err and f"accept them at {competition.RULES_URL}" in printed.err
+
+
+@pytest.mark.slow
+def test_submit_with_a_failed_upload_logs_nothing(fake_kaggle, competition_csv):
+    fake_kaggle.fail("PUT", 503)
+    with pytest.raises(KitError, match="upload"):
+        competition.submit(competition_csv, "upload fails")
+    assert fake_kaggle.received("CreateSubmission") == []
+    assert not (competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME).exists()
+
+
+@pytest.mark.parametrize("text, named", [
+    ("ImageId,Digit\n1,3\n", "header"),
+    (submission.submission_text(np.zeros(100, dtype=int)), "28,000"),
+])
+def test_submit_validates_the_file_before_calling_kaggle(fake_kaggle, tmp_path, text, named):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(KitError, match=named):
+        competition.submit(path, "bad")
+    assert fake_kaggle.requests == []
+
+
+def test_submit_needs_a_file_and_a_message(fake_kaggle, competition_csv):
+    with pytest.raises(KitError, match="FILE="):
+        competition.submit("", "message")
+    with pytest.raises(KitError, match="MESSAGE="):
+        competition.submit(competition_csv, "  ")
+    assert fake_kaggle.requests == []
+
+
+@pytest.mark.slow
+def test_download_competition_unzips_into_target(fake_kaggle, tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in ("train.csv", "test.csv", "sample_submission.csv"):
+            archive.writestr(name, f"{name}\n")
+    fake_kaggle.downloads[f"{paths.COMPETITION}.zip"] = buffer.getvalue()
+    target = tmp_path / "input" / paths.COMPETITION
+
+    assert competition.download_competition(target) == target
+    assert sorted(path.name for path in target.iterdir()) == ["sample_submission.csv", "test.csv", "train.csv"]
+    assert fake_kaggle.received("DownloadDataFiles") == [{"competitionName": paths.COMPETITION}]
+
+    fake_kaggle.fail("DownloadDataFiles", 403)
+    other = tmp_path / "other" / paths.COMPETITION
+    with pytest.raises(KitError, match="rules"):
+        competition.download_competition(other)
+    assert list(other.parent.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(Path(sys.prefix).resolve() != (paths.REPO_ROOT / ".venv").resolve(),
+                    reason="make uses the repository's .venv; run the suite from it (make test)")
+def test_make_submit_works_against_the_fake_server(fake_kaggle, competition_csv):
+    def make(*arguments: str) -> subprocess.CompletedProcess:
+        # `-o`: a stale install stamp never reinstalls .venv from a test.
+        return subprocess.run(["make", "--no-print-directory", "-s", "-o", ".venv/.installed", *arguments],
+                              cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=120)
+
+    submitted = make("submit", f"FILE={competition_csv}", "MESSAGE=from make")
+    assert submitted.returncode == 0, submitted.stderr
+    assert fake_kaggle.received("CreateSubmission")[0]["submissionDescription"] == "from make"
+    refused = make("submit", "FILE=", "MESSAGE=x")
+    assert refused.returncode != 0 and refused.stderr.startswith("error: No submission file given")

@@ -1,0 +1,213 @@
+"""src.kaggle.kernels: push (one kernel, or one per fold), status and output, through the real kaggle CLI talking
+to a fake Kaggle API on a loopback port."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kaggle_fixtures import FAKE_KEY, FAKE_USERNAME, KERNEL, REF, bundle_values, leftovers
+from src import cli, console, paths, submission
+from src.errors import KitError
+from src.kaggle import kernels, metadata
+
+pytest_plugins = ["kaggle_fixtures"]
+
+IN_REPO_VENV = Path(sys.prefix).resolve() == (paths.REPO_ROOT / ".venv").resolve()
+
+
+def fold_slug(fold_index: int) -> str:
+    return f"digit-kit-{KERNEL}-fold-{fold_index}"
+
+
+def make(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Runs make in the repository, leaving .venv as it is (`-o`: a stale install stamp never reinstalls)."""
+    return subprocess.run(["make", "--no-print-directory", "-s", "-o", ".venv/.installed", *arguments],
+                          cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+# --- push -----------------------------------------------------------------------------------------
+
+
+def test_push_rejects_bad_metadata_before_calling_kaggle(fake_kaggle, kernel_copy):
+    read = json.loads((kernel_copy / metadata.METADATA_FILE).read_text())
+    read["enable_internet"] = True
+    (kernel_copy / metadata.METADATA_FILE).write_text(json.dumps(read))
+
+    assert cli.main(["push", str(kernel_copy)]) == console.EXIT_USAGE
+    assert fake_kaggle.requests == []
+
+
+@pytest.mark.slow
+def test_push_sends_the_checked_bundle_and_prints_url_and_version(fake_kaggle, kit_dirs, capsys):
+    assert cli.main(["push", f"kernels/{KERNEL}"]) == 0
+    assert cli.main(["push", KERNEL]) == 0
+
+    printed = capsys.readouterr().out
+    assert f"pushed {REF} version 1: https://www.kaggle.com/code/{REF}" in printed
+    assert f"pushed {REF} version 2:" in printed
+    received = fake_kaggle.received("SaveKernel")[0]
+    assert received["slug"] == REF
+    assert received["newTitle"] == "digit-kit mnist-cnn"
+    assert (received["language"], received["kernelType"]) == ("python", "script")
+    assert received["isPrivate"] is True and received["enableInternet"] is False
+    assert received["competitionDataSources"] == [paths.COMPETITION]
+    assert received["text"] == (kit_dirs[0] / KERNEL / metadata.BUNDLE_CODE_FILE).read_text()
+    assert all(request.authorized for request in fake_kaggle.requests)
+    assert FAKE_KEY not in received["text"]
+
+
+@pytest.mark.slow
+def test_push_public_publishes_the_kernel_and_only_then(fake_kaggle, kit_dirs):
+    assert cli.main(["push", f"kernels/{KERNEL}", "--public"]) == 0
+    assert cli.main(["push", f"kernels/{KERNEL}"]) == 0
+    assert cli.main(["push-folds", KERNEL, "--folds", "2", "--public"]) == 0
+
+    sent = [(body["slug"], body["isPrivate"]) for body in fake_kaggle.received("SaveKernel")]
+    assert sent == [(REF, False), (REF, True), (f"{REF}-fold-0", False), (f"{REF}-fold-1", False)]
+    # The repository's metadata stays private: only the pushed copy says otherwise.
+    assert metadata.read_metadata(paths.KERNELS_DIR / KERNEL)["is_private"] is True
+
+
+@pytest.mark.slow
+def test_push_with_an_accelerator_asks_kaggle_for_its_machine(fake_kaggle, capsys):
+    for accelerator in ("gpu", "tpu", "none"):
+        assert cli.main(["push", KERNEL, "--accelerator", accelerator]) == 0
+    sent = [(body["enableGpu"], body["enableTpu"], body.get("machineShape"))
+            for body in fake_kaggle.received("SaveKernel")]
+    assert sent == [(True, False, "NvidiaTeslaT4"), (False, True, "TpuV5E8"), (False, False, None)]
+    assert f"pushed {REF} version 3" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_push_refused_by_kaggle_names_its_reason(fake_kaggle):
+    fake_kaggle.push_error = "Maximum batch GPU session count of 4 reached"
+    with pytest.raises(KitError, match="Maximum batch GPU session count"):
+        kernels.push(KERNEL)
+
+
+# --- push-folds -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_push_folds_pushes_one_kernel_per_fold_that_carries_its_index(fake_kaggle, kit_dirs, capsys):
+    assert cli.main(["push-folds", KERNEL, "--folds", "3", "--accelerator", "gpu"]) == 0
+
+    pushed = fake_kaggle.received("SaveKernel")
+    assert [body["slug"] for body in pushed] == [f"{FAKE_USERNAME}/{fold_slug(index)}" for index in range(3)]
+    assert [body["newTitle"] for body in pushed] == [f"digit-kit {KERNEL} fold {index}" for index in range(3)]
+    assert all(body["enableGpu"] and body.get("machineShape") == "NvidiaTeslaT4" for body in pushed)
+    assert all(body["isPrivate"] is True for body in pushed)
+    for index, body in enumerate(pushed):
+        values, _ = bundle_values(body["text"])
+        assert values["arguments"] == ["--folds", "3", "--fold-index", str(index)]
+        assert body["text"] == (kit_dirs[0] / f"{KERNEL}-fold-{index}" / metadata.BUNDLE_CODE_FILE).read_text()
+        assert FAKE_KEY not in body["text"]
+    out = capsys.readouterr().out
+    assert f"pushed {FAKE_USERNAME}/{fold_slug(2)} version 1" in out
+    assert f"`make collect KERNEL={KERNEL}` blends them" in out
+
+
+def test_push_folds_needs_two_folds_or_more(fake_kaggle):
+    with pytest.raises(KitError, match="folds must be an integer from 2 to 50. Received: folds=1"):
+        kernels.push_folds(KERNEL, 1)
+    assert fake_kaggle.received("SaveKernel") == []
+
+
+@pytest.mark.slow
+def test_push_folds_failing_midway_names_the_folds_pushed(fake_kaggle, monkeypatch):
+    pushed = []
+    push_bundle = kernels.push_bundle
+
+    def push_twice(target):
+        if len(pushed) == 2:
+            fake_kaggle.fail("SaveKernel", 503)
+        pushed.append(target.name)
+        return push_bundle(target)
+
+    monkeypatch.setattr(kernels, "push_bundle", push_twice)
+    with pytest.raises(KitError, match=r"5xx.*\(Folds 0-1 were pushed; push them all again.\)"):
+        kernels.push_folds(KERNEL, 3)
+    assert pushed == [f"{KERNEL}-fold-{index}" for index in range(3)]
+
+
+# --- status and output ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_status_prints_the_state_and_failure(fake_kaggle, capsys):
+    fake_kaggle.kernel_status = "ERROR"
+    fake_kaggle.kernel_failure_message = "Your notebook tried to allocate more memory than is available."
+
+    assert cli.main(["status", KERNEL]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{REF}: error (Your notebook tried to allocate more memory than is available.)"
+    )
+    assert fake_kaggle.received("GetKernelSessionStatus") == [
+        {"userName": FAKE_USERNAME, "kernelSlug": f"digit-kit-{KERNEL}"}
+    ]
+
+
+@pytest.mark.slow
+def test_output_downloads_into_submissions_kaggle(fake_kaggle, kit_dirs, capsys):
+    csv_text = submission.submission_text(np.arange(12) % 10)
+    fake_kaggle.kernel_outputs = {"submission.csv": csv_text.encode(), "old.csv": b"stale\n"}
+    kernels.download_output(KERNEL)
+    fake_kaggle.kernel_outputs = {"submission.csv": csv_text.encode()}
+
+    assert cli.main(["output", KERNEL]) == 0
+    folder = kit_dirs[1] / KERNEL
+    assert sorted(path.name for path in folder.iterdir()) == ["digit-kit-mnist-cnn.log", "submission.csv"]
+    assert (folder / "submission.csv").read_text() == csv_text
+    assert "valid submission, 12 rows" in capsys.readouterr().out
+    assert leftovers(kit_dirs[1]) == []
+
+
+@pytest.mark.slow
+def test_output_keeps_the_previous_download_when_a_file_fails(fake_kaggle, kit_dirs):
+    fake_kaggle.kernel_outputs = {"submission.csv": b"ImageId,Label\n1,7\n"}
+    first = kernels.download_output(KERNEL)
+    fake_kaggle.kernel_outputs = {"submission.csv": b"ImageId,Label\n1,1\n", "other.csv": b"x\n"}
+    fake_kaggle.fail("GET", 503)
+
+    with pytest.raises(KitError, match="5xx"):
+        kernels.download_output(KERNEL)
+    assert sorted(path.name for path in first.iterdir()) == ["digit-kit-mnist-cnn.log", "submission.csv"]
+    assert (first / "submission.csv").read_bytes() == b"ImageId,Label\n1,7\n"
+    assert leftovers(kit_dirs[1]) == []
+
+
+# --- make -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IN_REPO_VENV, reason="make uses the repository's .venv; run the suite from it (make test)")
+def test_make_push_works_against_the_fake_server_and_publishes_with_public(fake_kaggle):
+    pushed = make("push", f"KERNEL={KERNEL}")
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"pushed {REF} version 1: https://www.kaggle.com/code/{REF}" in pushed.stdout
+    published = make("push", f"KERNEL={KERNEL}", "PUBLIC=1")
+    assert published.returncode == 0, published.stderr
+    assert f"pushed {REF} version 2:" in published.stdout
+    assert [body["isPrivate"] for body in fake_kaggle.received("SaveKernel")] == [True, False]
+
+
+@pytest.mark.skipif(not IN_REPO_VENV, reason="make uses the repository's .venv; run the suite from it (make test)")
+def test_make_passes_folds_accelerator_and_public_on():
+    def dry_run(*arguments: str) -> str:
+        completed = make("-n", *arguments, timeout=60)
+        assert completed.returncode == 0, completed.stderr
+        return " ".join(completed.stdout.split())  # the words of the commands make would run
+
+    assert "-m src push-folds kernels/mnist-cnn --folds 3 --accelerator tpu" in \
+        dry_run("push-folds", "KERNEL=mnist-cnn", "FOLDS=3", "ACCELERATOR=tpu")
+    assert "-m src push kernels/mnist-cnn --accelerator gpu" in dry_run("push", "KERNEL=mnist-cnn", "ACCELERATOR=gpu")
+    assert "-m src push kernels/mnist-cnn --accelerator gpu --public" in \
+        dry_run("push", "KERNEL=mnist-cnn", "ACCELERATOR=gpu", "PUBLIC=1")
+    assert "--public" not in dry_run("push", "KERNEL=mnist-cnn")
+    assert "-m src push-folds kernels/mnist-cnn --folds 5 --public" in \
+        dry_run("push-folds", "KERNEL=mnist-cnn", "PUBLIC=1")
+    assert "-m src bundle kernels/mnist-cnn --public" in dry_run("bundle", "KERNEL=mnist-cnn", "PUBLIC=1")
