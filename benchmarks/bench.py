@@ -30,7 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from src import config, files, records  # noqa: E402  (after the path fix, for a clone without `pip install -e .`)
+# After the path fix, for a clone without `pip install -e .`.
+from src import files, machine, provenance, records  # noqa: E402
 
 KERNELS = REPO_ROOT / "kernels"
 STAGES = ("responsiveness", "throughput", "accuracy", "memory")
@@ -191,10 +192,10 @@ def time_command(arguments: list[str], repeats: int = 3) -> tuple[float, int]:
 
 SLICE_PROGRAM = """
 import sys
-from src import data
+from src import loaders, sample
 source, train_rows, test_rows, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-(x_train, y_train), (x_test, y_test) = data.load_npz(source)
-data.write_npz(path, x_train[:train_rows], y_train[:train_rows], x_test[:test_rows], y_test[:test_rows])
+(x_train, y_train), (x_test, y_test) = loaders.load_npz(source)
+sample.write_npz(path, x_train[:train_rows], y_train[:train_rows], x_test[:test_rows], y_test[:test_rows])
 """
 
 
@@ -380,7 +381,7 @@ def machine_description() -> str:
         memory = f"{int(memory) / 2**20:.0f} GiB"
     except (OSError, StopIteration):
         memory = "unknown memory"
-    bfloat16 = "native bfloat16" if config.cpu_computes_bfloat16() else "no native bfloat16"
+    bfloat16 = "native bfloat16" if machine.cpu_computes_bfloat16() else "no native bfloat16"
     return f"{model}, {os.cpu_count()} cores, {bfloat16}, {memory}, {platform.system()} {platform.release()}"
 
 
@@ -390,8 +391,8 @@ def load_text() -> str:
 
 def results_markdown(report: Report, args, started: dt.datetime, seconds: float, load_before: str,
                      peer: Path | None) -> str:
-    commit, dirty = records.git_state()
-    versions = ", ".join(f"{name} {version}" for name, version in records.library_versions().items())
+    commit, dirty = provenance.git_state()
+    versions = ", ".join(f"{name} {version}" for name, version in provenance.library_versions().items())
     peer_line = f"`{peer}`" if peer else "absent: the kit's numbers alone, no ratios"
     data_line = f"`{args.data}`"
     if args.quick:

@@ -25,11 +25,14 @@ def measure(model_name: str, eager: bool, batches: list, steps: int, warmup: int
     """Returns images per second of `steps` training steps, after `warmup` untimed ones (tracing included)."""
     import tensorflow as tf
 
-    from src import loops, models, training
+    import keras
 
-    training._seed_everything(0)
-    model = models.build_model(model_name, "channels_last")
-    train = loops.Steps(model, models.build_optimizer("adam", 1e-3), eager=eager).train
+    from src import custom_loop, layout, models, optimizers
+
+    keras.utils.set_random_seed(0)
+    tf.config.experimental.enable_op_determinism()  # as a kit run trains
+    model = optimizers.compile_model(models.build_model(model_name, layout.input_shape("channels_last")), "adam", 1e-3)
+    train = custom_loop.Steps(model, eager=eager).train
     for index in range(warmup):
         train(*batches[index % len(batches)])
     # A step returns before its work is done when TensorFlow runs ops asynchronously; reading the
@@ -51,11 +54,11 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from src import data
+    from src import pipelines, sample
 
-    (x_train, y_train), _ = data.sample_arrays()
-    pipeline = data.make_pipeline(x_train, y_train, batch_size=args.batch_size, data_format="channels_last",
-                                  one_hot=False)
+    (x_train, y_train), _ = sample.sample_arrays()
+    pipeline = pipelines.make_pipeline(x_train, y_train, batch_size=args.batch_size, data_format="channels_last",
+                                       one_hot=False)
     # Batches are made once and kept in memory, so that only the step is timed, not the input pipeline.
     batches = [(tf.constant(images), tf.constant(labels)) for images, labels in pipeline.as_numpy_iterator()
                if len(labels) == args.batch_size]
@@ -64,9 +67,9 @@ def main(argv=None) -> int:
     print("| model | parameters | eager images/s | tf.function images/s | tf.function / eager |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for model_name in MODELS:
-        from src import models
+        from src import layout, models
 
-        parameters = models.build_model(model_name, "channels_last").count_params()
+        parameters = models.build_model(model_name, layout.input_shape("channels_last")).count_params()
         eager = measure(model_name, True, batches, args.steps, args.warmup)
         graph = measure(model_name, False, batches, args.steps, args.warmup)
         print(f"| {model_name} | {parameters:,} | {eager:,.0f} | {graph:,.0f} | {graph / eager:.2f}x |", flush=True)

@@ -5,8 +5,8 @@ round, the order rotating every round so that load from other work on the machin
 
 - arrays: the seed kernel's way, float32 arrays scaled up front, one-hot labels, `model.fit(x, y)`;
 - arrays + determinism: the same under `tf.config.experimental.enable_op_determinism()`;
-- kit pipeline: `src.data.make_pipeline` (uint8 until a batch is scaled, one-hot per batch);
-- kit pipeline + determinism: what `src.training.fit_fold` runs.
+- kit pipeline: `src.pipelines.make_pipeline` (uint8 until a batch is scaled, one-hot per batch);
+- kit pipeline + determinism: what a kit run trains with.
 
 Each epoch validates on the test split, scaled to the same share of the training rows as the full MNIST.
 It prints each configuration's median images per wall second and per CPU second (the process's, all threads),
@@ -30,7 +30,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import config as tf_config  # noqa: E402  (disable_op_determinism is not public)
 
-from src import data, models  # noqa: E402
+from src import layout, loaders, mnist, optimizers, pipelines  # noqa: E402
+from src.models import classic  # noqa: E402
 
 CONFIGURATIONS = ("arrays", "arrays + determinism", "kit pipeline", "kit pipeline + determinism")
 
@@ -39,16 +40,16 @@ def make_inputs(name: str, x_train, y_train, x_test, y_test) -> dict:
     """Returns the `model.fit` arguments of a configuration."""
     if name.startswith("arrays"):
         return dict(
-            x=data.to_model_layout(x_train, "channels_last"),
-            y=keras.utils.to_categorical(y_train, data.NUM_CLASSES),
+            x=layout.to_model_layout(x_train, "channels_last"),
+            y=keras.utils.to_categorical(y_train, mnist.NUM_CLASSES),
             batch_size=128,
             shuffle=True,
-            validation_data=(data.to_model_layout(x_test, "channels_last"),
-                             keras.utils.to_categorical(y_test, data.NUM_CLASSES)),
+            validation_data=(layout.to_model_layout(x_test, "channels_last"),
+                             keras.utils.to_categorical(y_test, mnist.NUM_CLASSES)),
         )
     return dict(
-        x=data.make_pipeline(x_train, y_train, batch_size=128, data_format="channels_last", shuffle=True),
-        validation_data=data.make_pipeline(x_test, y_test, batch_size=1000, data_format="channels_last"),
+        x=pipelines.make_pipeline(x_train, y_train, batch_size=128, data_format="channels_last", shuffle=True),
+        validation_data=pipelines.make_pipeline(x_test, y_test, batch_size=1000, data_format="channels_last"),
         shuffle=False,
     )
 
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="epochs per configuration")
     args = parser.parse_args(argv)
 
-    (x_train, y_train), (x_test, y_test) = data.load_npz(args.data)
+    (x_train, y_train), (x_test, y_test) = loaders.load_npz(args.data)
     test_rows = max(1, round(args.rows * len(x_test) / len(x_train)))
     x_train, y_train = x_train[: args.rows], y_train[: args.rows]
     x_test, y_test = x_test[:test_rows], y_test[:test_rows]
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
     runs = {}
     for name in CONFIGURATIONS:
         set_determinism(name)
-        model = models.compile_model(models.build_seed_cnn(), "adadelta", 1.0)
+        model = optimizers.compile_model(classic.build_seed_cnn(), "adadelta", 1.0)
         runs[name] = (model, make_inputs(name, x_train, y_train, x_test, y_test))
     wall = {name: [] for name in CONFIGURATIONS}
     cpu = {name: [] for name in CONFIGURATIONS}

@@ -8,9 +8,11 @@ layers of the package, each importing only those below it (checked by `lint-impo
 | entry points | `cli` (`python -m src`), `flags` (every kernel's flags), `console` (log lines, one-line errors) |
 | workflows | `prepare` (`make data`), `blend`, `collect` |
 | Kaggle | `kaggle.*`: credentials, the CLI, metadata, bundles, kernels, the competition |
-| training | `training` (a run as a kernel tells it), `fitting`, `custom_loop`, `callbacks`, `restore`, `prediction`, `distribute` |
+| training | `training` (a run as a kernel tells it), `fitting`, `custom_loop`, `callbacks`, `restore`, |
+| | `prediction`, `distribute` |
 | results | `finish`, `report`, `plots`, `runs_table`, `records`, `runs`, `results`, `folds`, `submission` |
-| models and data | `models` (the registry), `optimizers`, `data`, `loaders`, `validation`, `tfrecord`, `pipelines`, `layout`, `sample` |
+| models and data | `models` (the registry), `optimizers`, `data`, `loaders`, `validation`, `tfrecord`, |
+| | `pipelines`, `layout`, `sample` |
 | ground | `config`, `machine`, `provenance`, `paths`, `files`, `mnist`, `errors` |
 """
 

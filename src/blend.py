@@ -70,8 +70,6 @@ def _fold_scores(probabilities: np.ndarray, labels: np.ndarray, num_folds: int, 
             for _, validation in folds.fold_splits(labels, num_folds, seed)]
 
 
-
-
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -163,7 +161,8 @@ def blend_runs(record_paths: Sequence[Path], weights: Sequence[float] | None = N
     try:
         return finish.finish_run(
             run, result, config={"kernel": BLEND_KERNEL, "model": BLEND_KERNEL, "folds": num_folds, "seed": seed},
-            data=dict(run_records[0]["data"]), seconds=time.perf_counter() - started, code=code, dataset=dataset, draw_pictures=plots,
+            data=dict(run_records[0]["data"]), seconds=time.perf_counter() - started, code=code, dataset=dataset,
+            draw_pictures=plots,
             extra={"blend": {"runs": [record["run"] for record in run_records],
                              "weights": [round(float(weight), 6) for weight in scale],
                              "out_of_fold": oof_probabilities is not None}},

@@ -40,7 +40,6 @@ class EpochSeeds(keras.callbacks.Callback):
         reseed_random_layers(self.model, self.seed, epoch)
 
 
-
 class EpochClock(keras.callbacks.Callback):
     """Adds each epoch's wall seconds (training + validation) to its logs as `epoch_seconds`.
 
@@ -134,4 +133,3 @@ class BatchLossSummaries(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.writer.close()
-

@@ -144,7 +144,7 @@ def _command_status(args: argparse.Namespace) -> int:
 
 def _command_output(args: argparse.Namespace) -> int:
     from src import submission  # here, not at the top (see the module's docstring)
-    from src.kaggle import kernels
+    from src.kaggle import kernels  # here too
 
     folder = kernels.download_output(args.kernel)
     names = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
@@ -251,8 +251,6 @@ def build_parser() -> ArgumentParser:
     submit.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     submit.set_defaults(handler=_command_submit)
     return parser
-
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:

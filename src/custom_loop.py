@@ -113,8 +113,6 @@ class Steps:
         self._record(self.strategy.run(self._evaluate_replica, args=(images, labels)), "val_loss", "val_accuracy")
 
 
-
-
 def fit_custom(model: keras.Model, plan: FitPlan, train_step: TrainStep = notes_train_step) -> dict[str, list[float]]:
     """Trains a compiled model with the custom loop: `train_step` on every batch, compiled by `tf.function`.
 
@@ -175,8 +173,8 @@ def fit_custom(model: keras.Model, plan: FitPlan, train_step: TrainStep = notes_
             metric.reset_state()
         progress = None
         if plan.verbose:
-            # Keras' own progress bar and epoch lines, as model.fit prints them.
-            print(f"Epoch {epoch + 1}/{plan.epochs}", flush=True)
+            # Keras' own progress bar and epoch lines, as model.fit shows them.
+            logger.info("Epoch %d/%d", epoch + 1, plan.epochs)
             progress = keras.utils.Progbar(plan.steps_per_epoch, verbose=plan.verbose, stateful_metrics=metric_names)
         for step in range(plan.steps_per_epoch):
             images, labels = next(batches)

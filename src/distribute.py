@@ -28,11 +28,12 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+import tensorflow as tf
 
 from src.config import STRATEGY_NAMES, check_choice
 from src.errors import KitError
@@ -203,14 +204,10 @@ def select(name: str) -> Distribution:
 
 
 def _default(requested: str) -> Distribution:
-    import tensorflow as tf
-
     return Distribution(requested=requested, kind="none", strategy=tf.distribute.get_strategy(), replicas=1)
 
 
 def _mirrored(requested: str) -> Distribution:
-    import tensorflow as tf
-
     # Logical devices, so that a CPU split into several (tf.config.set_logical_device_configuration) mirrors too.
     devices = [device.name for device in tf.config.list_logical_devices("GPU")] or \
         [device.name for device in tf.config.list_logical_devices("CPU")]
@@ -220,8 +217,6 @@ def _mirrored(requested: str) -> Distribution:
 
 
 def _auto(requested: str) -> Distribution:
-    import tensorflow as tf
-
     tpu = _tpu(requested, required=False)
     if tpu is not None:
         return tpu
@@ -240,8 +235,6 @@ def _local_tpu_chips() -> bool:
 
 def _tpu(requested: str, required: bool) -> Distribution | None:
     """Connects to a TPU and returns its `TPUStrategy`; None (or, if `required`, the kit's error) without one."""
-    import tensorflow as tf
-
     try:
         # TPU_NAME (or Kaggle's and Colab's variables) names a TPU somewhere; without them this raises at once,
         # without touching the network.
@@ -287,8 +280,6 @@ def _join_watchdog(seconds: float, message: str):
     `MultiWorkerMirroredStrategy()` waits inside TensorFlow's C++ code for every worker of the cluster, and
     nothing in this process can interrupt it. Nothing of the run has been written by then, so ending it is safe.
     """
-    import subprocess
-
     watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(seconds), message],
                                 stdin=subprocess.PIPE)
     try:
@@ -304,8 +295,6 @@ def _multiworker(requested: str) -> Distribution:
     collective_seconds = _seconds_from_env(COLLECTIVE_TIMEOUT_ENV, DEFAULT_COLLECTIVE_TIMEOUT_SECONDS)
     index, count = worker_place(tf_config)
     addresses = [address for job in WORKER_JOBS for address in tf_config["cluster"].get(job) or []]
-    import tensorflow as tf
-
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_seconds)
     logger.info("strategy: worker %d of %d waiting for the cluster (%s) to join", index, count, ", ".join(addresses))
     message = (f"worker {index} of {count} waited {join_seconds:g} s for the other workers of {TF_CONFIG_ENV} "
@@ -338,8 +327,6 @@ def distribute_dataset(strategy, dataset):
     Across workers, each worker takes its share of every batch (`AutoShardPolicy.DATA`): the batches are made
     in memory, not read from files that could be split instead.
     """
-    import tensorflow as tf
-
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
@@ -369,8 +356,6 @@ def worker_failures(distribution: Distribution):
     if distribution.kind != "multiworker":
         yield
         return
-    import tensorflow as tf
-
     try:
         yield
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,

@@ -91,8 +91,7 @@ class FitPlan:
         if self.x_validation is None:
             return None
         return pipelines.make_pipeline(self.x_validation, self.y_validation, batch_size=EVALUATE_BATCH_SIZE,
-                                  data_format=self.data_format, one_hot=one_hot)
-
+                                       data_format=self.data_format, one_hot=one_hot)
 
 
 def fit_keras(model: keras.Model, plan: FitPlan) -> dict[str, list[float]]:
@@ -132,4 +131,3 @@ def fit_keras(model: keras.Model, plan: FitPlan) -> dict[str, list[float]]:
         verbose=plan.verbose,
     )
     return backup.history if backup is not None else result.history
-

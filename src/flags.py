@@ -34,34 +34,41 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
         **defaults: overrides of `RunConfig`'s defaults, e.g. `folds=5`.
     """
     base = config.RunConfig(kernel=kernel, **defaults)
+    own_rates = ", ".join(f"{rate:g} for {name}" for name, rate in config.DEFAULT_LEARNING_RATES.items())
+    learning_rate_help = (f"the optimizer's rate, a schedule's peak (default: {base.learning_rate:g} with "
+                          f"{base.optimizer}; another --optimizer takes its own: {own_rates})"
+                          if base.learning_rate is not None else f"the optimizer's rate, a schedule's peak "
+                          f"(default: {own_rates})")
     parser = ArgumentParser(prog=f"kernels/{kernel}/kernel.py", description=description)
-    parser.add_argument("--data", default=base.data, help="an mnist.npz, a competition folder, or a folder to search "
+    parser.add_argument("--data", metavar="PATH", default=base.data,
+                        help="an mnist.npz, a competition folder, a TFRecord folder, or a folder to search "
                         "(default: input/, or /kaggle/input on Kaggle)")
-    parser.add_argument("--out", default=base.out, help="folder for the submission and everything the run writes "
+    parser.add_argument("--out", metavar="DIR", default=base.out,
+                        help="folder for the submission and everything the run writes "
                         "(default: submissions/, or /kaggle/working on Kaggle)")
-    parser.add_argument("--model", default=base.model,
+    parser.add_argument("--model", metavar="NAME", default=base.model,
                         help=f"one of {', '.join(models.MODEL_NAMES)} (default: %(default)s)")
-    parser.add_argument("--optimizer", default=base.optimizer,
+    parser.add_argument("--optimizer", metavar="NAME", default=base.optimizer,
                         help=f"one of {', '.join(config.OPTIMIZER_NAMES)} (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=base.learning_rate,
-                        help="default: 1.0 for adadelta, 0.001 for adam and rmsprop")
-    parser.add_argument("--schedule", default=base.schedule,
+    parser.add_argument("--learning-rate", metavar="X", type=float, default=base.learning_rate,
+                        help=learning_rate_help)
+    parser.add_argument("--schedule", metavar="NAME", default=base.schedule,
                         help=f"learning-rate schedule, one of {', '.join(config.SCHEDULE_NAMES)}; warmup_cosine "
                         "ramps up over the first tenth of the steps, then decays to zero (default: %(default)s)")
-    parser.add_argument("--precision", default=base.precision,
+    parser.add_argument("--precision", metavar="NAME", default=base.precision,
                         help=f"one of {', '.join(config.PRECISION_NAMES)}; auto computes in bfloat16 on CPUs "
                         "that do so natively (AMX, AVX512-BF16), else float32 (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=base.epochs, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=int, default=base.batch_size, help="default: %(default)s")
-    parser.add_argument("--folds", type=int, default=base.folds,
+    parser.add_argument("--epochs", metavar="N", type=int, default=base.epochs, help="default: %(default)s")
+    parser.add_argument("--batch-size", metavar="N", type=int, default=base.batch_size, help="default: %(default)s")
+    parser.add_argument("--folds", metavar="K", type=int, default=base.folds,
                         help="stratified K-fold with a fold ensemble; 1 trains once on all data (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=base.seed, help="default: %(default)s")
+    parser.add_argument("--seed", metavar="S", type=int, default=base.seed, help="default: %(default)s")
     parser.add_argument("--quiet", action="store_true", default=base.quiet, help="log lines only, no progress bars")
     parser.add_argument("--verbose", action="store_true", default=base.verbose,
                         help="show TensorFlow's own log lines too (hidden by default)")
     parser.add_argument("--no-plots", dest="plots", action="store_false", default=base.plots,
                         help="skip the pictures (learning curves, confusion matrices, mistakes) in the run's folder")
-    parser.add_argument("--loop", default=base.loop, choices=config.LOOP_NAMES,
+    parser.add_argument("--loop", metavar="fit|custom", default=base.loop, choices=config.LOOP_NAMES,
                         help="fit: Keras' model.fit; custom: the kit's GradientTape loop (default: %(default)s)")
     parser.add_argument("--eager", action="store_true", default=base.eager,
                         help="run the training step eagerly instead of as a tf.function graph (slower; for debugging)")
@@ -70,12 +77,12 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
                         "trains nothing")
     parser.add_argument("--restart", action="store_true", default=base.restart,
                         help="discard an unfinished run of the same command instead of resuming it")
-    parser.add_argument("--seeds", type=int, default=base.seeds,
+    parser.add_argument("--seeds", metavar="N", type=int, default=base.seeds,
                         help="models per fold, each from its own seed, averaged (default: %(default)s)")
-    parser.add_argument("--tta", type=int, default=base.tta,
+    parser.add_argument("--tta", metavar="N", type=int, default=base.tta,
                         help="predict with the mean over N augmented copies of each image; 0 for none "
                         "(default: %(default)s)")
-    parser.add_argument("--strategy", default=base.strategy, choices=config.STRATEGY_NAMES,
+    parser.add_argument("--strategy", metavar="NAME", default=base.strategy, choices=config.STRATEGY_NAMES,
                         help="tf.distribute strategy: auto picks a TPU, else MirroredStrategy over several GPUs, else "
                         "none; multiworker reads TF_CONFIG; --batch-size is per replica (default: %(default)s)")
     parser.add_argument("--fold-index", type=int, metavar="I", default=base.fold_index,
@@ -135,7 +142,7 @@ def parse_flags(
         defaults = {**defaults, **budgets[budget], "budget": budget}
     parser = kernel_parser(kernel, description.strip().splitlines()[0] if description else None, **defaults)
     if budgets:
-        parser.add_argument("--budget", choices=(*budgets, "auto"), default="auto",
+        parser.add_argument("--budget", metavar="NAME", choices=(*budgets, "auto"), default="auto",
                             help="a named set of defaults: " + "; ".join(
                                 f"{name}: " + ", ".join(f"{key}={value}" for key, value in values.items())
                                 for name, values in budgets.items()) + " (default: auto, gpu when one is present)")

@@ -7,6 +7,7 @@ of `--seeds` models) and, once the fold has finished, `fold-<i>.npz` (`src.resul
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
 from src.errors import KitError
 from src.mnist import NUM_CLASSES
@@ -28,8 +29,6 @@ def fold_splits(labels: np.ndarray, num_folds: int, seed: int) -> list[tuple[np.
     """
     if num_folds == 1:
         return [(np.arange(len(labels)), None)]
-    from sklearn.model_selection import StratifiedKFold
-
     smallest = int(np.bincount(labels, minlength=NUM_CLASSES).min())
     if smallest < num_folds:
         raise KitError(
@@ -59,7 +58,6 @@ def member_dir(workdir: Path, fold_index: int, seed_index: int, num_seeds: int) 
     """Returns the folder of one model of a fold: the fold's own folder, or `seed-<s>/` in it for `--seeds` > 1."""
     folder = fold_dir(workdir, fold_index)
     return folder if num_seeds == 1 else folder / f"seed-{seed_index}"
-
 
 
 def fold_file(workdir: Path, fold_index: int) -> Path:

@@ -8,7 +8,9 @@ The decision is written back into Keras' own setting, so that layers built witho
 import functools
 import logging
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from src.errors import KitError
 from src.mnist import IMAGE_SIZE
@@ -21,8 +23,6 @@ Shape = tuple[int, int, int]
 
 
 def _gpu_visible() -> bool:
-    import tensorflow as tf  # here, not at the top: the layout's names are read before TensorFlow loads
-
     return bool(tf.config.list_physical_devices("GPU"))
 
 
@@ -37,8 +37,6 @@ def data_format() -> str:
     Raises:
         KitError: Keras' setting is neither layout.
     """
-    import keras  # here, not at the top: the layout's names are read before TensorFlow loads
-
     requested = keras.config.image_data_format()
     if requested not in DATA_FORMATS:
         raise KitError(f"Unknown image data format; use channels_last or channels_first. Received: {requested!r}.")

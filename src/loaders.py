@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from src.errors import KitError
 from src.mnist import NPZ_KEYS, PIXEL_COLUMNS, TEST_CSV, TRAIN_CSV
@@ -101,8 +102,6 @@ def load_npz(path: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarray], tu
 
 def _read_csv(path: Path, expected_columns: tuple[str, ...]) -> np.ndarray:
     """Reads an all-integer CSV with the given header into an `int32` array `(rows, columns)`."""
-    import pandas as pd
-
     if not path.is_file():
         raise KitError(f"{path} is missing; the competition folder needs train.csv and test.csv.")
     try:

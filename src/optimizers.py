@@ -9,6 +9,7 @@ import keras
 from src import config
 from src.errors import KitError
 
+
 def set_precision(policy: str) -> None:
     """Makes the models built from now on compute in `policy` (`"float32"` or `"mixed_bfloat16"`).
 
@@ -21,7 +22,6 @@ def set_precision(policy: str) -> None:
     """
     config.check_choice("precision", policy, tuple(name for name in config.PRECISION_NAMES if name != "auto"))
     keras.config.set_dtype_policy(policy)
-
 
 
 # The share of a run's steps that `warmup_cosine` spends ramping the rate up from zero.

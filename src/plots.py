@@ -10,6 +10,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from src import files
 from src.mnist import NUM_CLASSES
@@ -45,8 +48,6 @@ _CAPTION = 13
 
 def _figure(name: str):
     """Returns an empty figure of the picture's pixel size, attached to an Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     width, height = PICTURE_PIXELS[name]
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
@@ -122,7 +123,6 @@ def learning_curves_figure(histories: list[dict[str, list[float]]]):
     Returns:
         A matplotlib `Figure`.
     """
-    from matplotlib.lines import Line2D
 
     figure = _figure(LEARNING_CURVES)
     axes = figure.subplots(1, 2)

@@ -120,7 +120,6 @@ def read_record(path: Path) -> dict:
         raise KitError(f"Cannot read run record {path} ({error}).") from None
 
 
-
 def is_run_record(value) -> bool:
     """Returns whether a parsed JSON value looks like a run record (`run`, `kernel`, `config`)."""
     return (isinstance(value, dict) and isinstance(value.get("run"), str) and isinstance(value.get("kernel"), str)
@@ -154,7 +153,6 @@ def find_records(folder: Path) -> list[tuple[Path, dict]]:
             continue
         found.append((path, record))
     return found
-
 
 
 def find_record(run: str, folder: Path) -> Path:
@@ -209,4 +207,3 @@ def read_run(record_path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if "test_probabilities" not in arrays:
         raise KitError(f"{npz_path} holds no test_probabilities; it is not a run's probabilities file.")
     return record, arrays
-

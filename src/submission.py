@@ -188,4 +188,3 @@ def append_submissions_log(file: Path, message: str, submitted_at: str) -> Path:
     line = json.dumps({"file": Path(file).name, "message": message, "submitted_at": submitted_at,
                        "public_score": None})
     return files.write_text(log, existing + line + "\n")
-

@@ -241,7 +241,8 @@ class TrainingRun:
         if self.flags.restore:
             extra["restored_from"] = str(self.flags.restore)
         record = finish.finish_run(self.run, ensemble, config=self.flags.to_dict(),
-                                   data=records.data_summary(self.dataset, self.data_sha256), seconds=time.perf_counter() - self.started,
+                                   data=records.data_summary(self.dataset, self.data_sha256),
+                                   seconds=time.perf_counter() - self.started,
                                    code=self.code, dataset=self.dataset, draw_pictures=self.flags.plots, extra=extra)
         self.finished = True
         return record

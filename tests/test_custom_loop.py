@@ -44,4 +44,3 @@ def test_fit_custom_trains_with_the_kernels_step():
         np.testing.assert_array_equal(left.numpy(), right.numpy())
     assert any(not np.array_equal(left.numpy(), right.numpy())
                for left, right in zip(frozen.trainable_variables, trained.trainable_variables))
-

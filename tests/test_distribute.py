@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src import cli, config, distribute, paths
+from conftest import kernel_script, run_kernel
+from src import config, distribute, flags, paths
 from src.errors import KitError
 
-KERNEL_SCRIPT = paths.KERNELS_DIR / "mnist-cnn" / "kernel.py"
+KERNEL_SCRIPT = kernel_script("mnist-cnn")
+WORKER_KERNEL = kernel_script("mnist-mlp")
 # What a subprocess may take at most: TensorFlow starts in about 5 s here; training is a few seconds.
 SUBPROCESS_TIMEOUT = 180
 # TPU and multi-worker variables a developer's shell might hold; the tests choose their own.
@@ -91,12 +93,12 @@ def test_run_config_checks_strategy_and_fold_index():
         config.RunConfig(kernel="t", folds=1, fold_index=0)
 
 
-def test_kernel_parser_takes_strategy_and_fold_index():
-    parsed = cli.parse_kernel_args(["--strategy", "mirrored", "--folds", "3", "--fold-index", "2"], "mnist-cnn")
+def test_parse_flags_takes_strategy_and_fold_index():
+    parsed = flags.parse_flags("mnist-cnn", argv=["--strategy", "mirrored", "--folds", "3", "--fold-index", "2"])
     assert (parsed.strategy, parsed.folds, parsed.fold_index) == ("mirrored", 3, 2)
-    assert cli.parse_kernel_args([], "mnist-cnn").strategy == "auto"
+    assert flags.parse_flags("mnist-cnn", argv=[]).strategy == "auto"
     with pytest.raises(KitError, match="invalid choice"):
-        cli.parse_kernel_args(["--strategy", "horovod"], "mnist-cnn")
+        flags.parse_flags("mnist-cnn", argv=["--strategy", "horovod"])
 
 
 # --- small helpers ----------------------------------------------------------------------------------
@@ -111,15 +113,6 @@ def test_distribution_batch_arithmetic_and_description():
     assert mirrored.describe() == "MirroredStrategy (auto): 2 replicas on GPU:0, GPU:1"
     tpu = distribute.Distribution(requested="tpu", kind="tpu", strategy=None, replicas=8)
     assert tpu.global_batch_size(128) == 1024 and tpu.fixed_shapes
-
-
-def test_pad_rows_fills_the_last_batch_with_blank_rows():
-    images = np.full((10, 28, 28), 7, dtype=np.uint8)
-    padded = distribute.pad_rows(images, 4)
-    assert padded.shape == (12, 28, 28) and padded.dtype == np.uint8
-    np.testing.assert_array_equal(padded[:10], images)
-    assert not padded[10:].any()
-    assert distribute.pad_rows(images, 5) is images
 
 
 def test_check_config_refuses_eager_steps_on_a_tpu():
@@ -156,6 +149,7 @@ def test_select_resolves_auto_by_what_the_machine_has(monkeypatch):
 # --- tpu without a TPU ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tpu_without_a_tpu_fails_with_one_line_and_writes_nothing(sample_npz, tmp_path):
     out = tmp_path / "out"
     completed = subprocess.run([sys.executable, str(KERNEL_SCRIPT), "--strategy", "tpu", "--data", str(sample_npz),
@@ -174,32 +168,44 @@ def test_tpu_without_a_tpu_fails_with_one_line_and_writes_nothing(sample_npz, tm
 # Splits the CPU into two logical devices (before TensorFlow starts them), then trains the same fold on one
 # device with a batch of 32 and mirrored over both with 16 per replica: the same global batch.
 MIRRORED_SCRIPT = """
-import json, sys
+import json, runpy, sys, tempfile
+from pathlib import Path
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
-from src import config, data, distribute, loops, training
+from src import distribute, fitting, paths, sample
 
-(x, y), (x_test, y_test) = data.sample_arrays()
-dataset = data.Dataset(x[:300], y[:300], x_test[:200], y_test[:200], source=None, kind="npz")
+(x, y), (x_test, y_test) = sample.sample_arrays()
+folder = Path(tempfile.mkdtemp())
+npz = sample.write_npz(folder / "mnist.npz", x[:300], y[:300], x_test[:200], y_test[:200])
 mirrored = distribute.select("mirrored")
-plan = loops.FoldPlan(x[:40], y[:40], None, None, batch_size=mirrored.global_batch_size(16), epochs=1, seed=0,
-                      data_format="channels_last")
+plan = fitting.FitPlan(x[:40], y[:40], None, None, batch_size=mirrored.global_batch_size(16), epochs=1, seed=0,
+                       data_format="channels_last")
 first = next(iter(distribute.distribute_dataset(mirrored.strategy, plan.batches(0, one_hot=False))))
 replica_images = mirrored.strategy.experimental_local_results(first[0])
 results = {"replicas": mirrored.replicas, "kind": mirrored.kind,
            "replica_batches": [int(images.shape[0]) for images in replica_images]}
-for model, loop, epochs in (("mlp", "fit", 2), ("mlp", "custom", 2), ("seed_cnn", "fit", 2)):
+
+
+def run(kernel, *argv):
+    script = str(paths.KERNELS_DIR / kernel / "kernel.py")
+    sys.argv = [script, "--data", str(npz), "--out", str(folder / "out"), "--quiet", "--no-plots", *argv]
+    record = runpy.run_path(script, run_name="__main__")["record"]
+    with np.load(record["outputs"]["probabilities"]) as saved:
+        return record, saved["test_probabilities"]
+
+
+for kernel, model, loop, epochs in (("mnist-mlp", "mlp", "fit", 2), ("mnist-mlp", "mlp", "custom", 2),
+                                    ("mnist-cnn", "seed_cnn", "fit", 2)):
     runs = {}
     for strategy, batch in (("none", 32), ("mirrored", 16)):
-        run = config.RunConfig(kernel="t", model=model, optimizer="adam", epochs=epochs, batch_size=batch, folds=1,
-                               loop=loop, quiet=True, strategy=strategy)
-        runs[strategy] = training.cross_validate(dataset, run, data_format="channels_last")
+        runs[strategy] = run(kernel, "--optimizer", "adam", "--epochs", str(epochs), "--batch-size", str(batch),
+                             "--folds", "1", "--loop", loop, "--strategy", strategy)
     results[f"{model}/{loop}"] = {
-        "accuracy": {name: run.test_accuracy for name, run in runs.items()},
-        "loss": {name: run.folds[0].history["loss"] for name, run in runs.items()},
-        "max_difference": float(np.abs(runs["none"].test_probabilities - runs["mirrored"].test_probabilities).max()),
+        "accuracy": {name: record["test_accuracy"] for name, (record, _) in runs.items()},
+        "loss": {name: record["folds"][0]["history"]["loss"] for name, (record, _) in runs.items()},
+        "max_difference": float(np.abs(runs["none"][1] - runs["mirrored"][1]).max()),
     }
 print(json.dumps(results))
 """
@@ -213,12 +219,14 @@ def mirrored_results():
     return last_json_line(completed.stdout)
 
 
+@pytest.mark.slow
 def test_mirrored_splits_each_global_batch_over_the_replicas(mirrored_results):
     assert (mirrored_results["kind"], mirrored_results["replicas"]) == ("mirrored", 2)
     # --batch-size 16 per replica: global batches of 32, 16 images on each logical CPU.
     assert mirrored_results["replica_batches"] == [16, 16]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", config.LOOP_NAMES)
 def test_mirrored_trains_like_one_device_with_the_global_batch(mirrored_results, loop):
     result = mirrored_results[f"mlp/{loop}"]
@@ -229,6 +237,7 @@ def test_mirrored_trains_like_one_device_with_the_global_batch(mirrored_results,
     assert result["loss"]["none"][1] < result["loss"]["none"][0]  # it learns
 
 
+@pytest.mark.slow
 def test_mirrored_with_dropout_reaches_the_accuracy_of_one_device(mirrored_results):
     # Each replica draws its own dropout masks, so the numbers differ. Over seeds 0-2 the two accuracies
     # differed by 0.005 to 0.025 here; the test allows 0.05 (10 of the 200 test images).
@@ -239,8 +248,7 @@ def test_mirrored_with_dropout_reaches_the_accuracy_of_one_device(mirrored_resul
 
 # --- two workers on 127.0.0.1 -----------------------------------------------------------------------
 
-WORKER_ARGS = ["--strategy", "multiworker", "--loop", "custom", "--model", "mlp", "--optimizer", "adam",
-               "--batch-size", "16", "--folds", "2", "--no-plots"]
+WORKER_ARGS = ["--strategy", "multiworker", "--loop", "custom", "--batch-size", "16", "--folds", "2", "--no-plots"]
 
 
 def start_workers(sample_npz, out: Path, tmp_path: Path, epochs: int, indices=(0, 1), **env: str):
@@ -254,7 +262,7 @@ def start_workers(sample_npz, out: Path, tmp_path: Path, epochs: int, indices=(0
         environment = clean_env(TF_CONFIG=tf_config(addresses, index), TMPDIR=str(scratch),
                                 DIGIT_KIT_LOGS=str(tmp_path / f"logs-{index}"), **env)
         workers.append(subprocess.Popen(
-            [sys.executable, str(KERNEL_SCRIPT), *WORKER_ARGS, "--epochs", str(epochs), "--data", str(sample_npz),
+            [sys.executable, str(WORKER_KERNEL), *WORKER_ARGS, "--epochs", str(epochs), "--data", str(sample_npz),
              "--out", str(out)], stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True))
     return workers
 
@@ -273,6 +281,7 @@ def wait_all(workers, timeout: float) -> list[int | None]:
     return codes
 
 
+@pytest.mark.slow
 def test_two_workers_train_together_and_only_the_chief_writes(sample_npz, tmp_path):
     out = tmp_path / "out"
     workers = start_workers(sample_npz, out, tmp_path, epochs=2)
@@ -291,15 +300,15 @@ def test_two_workers_train_together_and_only_the_chief_writes(sample_npz, tmp_pa
     assert "batch 16 per replica x 2 = 32" in logs[0]
 
     # Two workers with 16 images each per step train as one process with batches of 32.
-    single = cli.run_kernel(cli.parse_kernel_args(
-        [*WORKER_ARGS[4:], "--strategy", "none", "--batch-size", "32", "--epochs", "2", "--data", str(sample_npz),
-         "--out", str(tmp_path / "single"), "--quiet"], "mnist-cnn"))
+    single = run_kernel("mnist-mlp", [*WORKER_ARGS[4:], "--strategy", "none", "--batch-size", "32", "--epochs", "2",
+                                      "--data", str(sample_npz), "--out", str(tmp_path / "single"), "--quiet"])
     together, alone = np.load(next(out.glob("*.npz"))), np.load(single["outputs"]["probabilities"])
     np.testing.assert_allclose(together["test_probabilities"], alone["test_probabilities"], atol=1e-5)
     np.testing.assert_allclose(together["oof_probabilities"], alone["oof_probabilities"], atol=1e-5)
     assert record["test_accuracy"] == single["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_keras_fit_still_fails_under_multiworker(tmp_path):
     # The canary for config.py's refusal of --strategy multiworker --loop fit: plain Keras, no kit code. When a
     # Keras release trains here, this fails, and the refusal (and this test) can go.
@@ -316,6 +325,7 @@ def test_keras_fit_still_fails_under_multiworker(tmp_path):
     assert results == ["fit failed: ValueError"] * 2, outputs
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_stops_the_other_with_one_line(sample_npz, tmp_path):
     out = tmp_path / "out"
     workers = start_workers(sample_npz, out, tmp_path, epochs=500)
@@ -338,6 +348,7 @@ def test_a_worker_that_dies_stops_the_other_with_one_line(sample_npz, tmp_path):
     assert not list(out.glob("*.csv")) and not list(out.glob("*.json"))
 
 
+@pytest.mark.slow
 def test_a_worker_alone_gives_up_waiting_for_the_cluster(sample_npz, tmp_path):
     out = tmp_path / "out"
     # Its partner in TF_CONFIG never starts.

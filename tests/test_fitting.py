@@ -36,6 +36,7 @@ def event_tags(folder):
     return tags
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", config.LOOP_NAMES)
 def test_fit_resumed_after_an_interruption_ends_with_the_uninterrupted_weights(loop, tmp_path, monkeypatch):
     uninterrupted, uninterrupted_history = train_fold(loop, epochs=2)

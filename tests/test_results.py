@@ -69,8 +69,8 @@ def test_save_fold_and_load_fold_round_trip(tmp_path):
     fold = fake_fold(2, np.array([3, 5, 7]), np.random.default_rng(4))
     results.save_fold(tmp_path / "fold-2.npz", fold)
     loaded = results.load_fold(tmp_path / "fold-2.npz")
-    assert (loaded.fold_index, loaded.seconds, loaded.validation_accuracy, loaded.history) == (2, 1.0, 0.5,
-                                                                                              {"loss": [1.0]})
+    summary = (loaded.fold_index, loaded.seconds, loaded.validation_accuracy, loaded.history)
+    assert summary == (2, 1.0, 0.5, {"loss": [1.0]})
     np.testing.assert_array_equal(loaded.validation_indices, fold.validation_indices)
     np.testing.assert_array_equal(loaded.test_probabilities, fold.test_probabilities)
     np.testing.assert_array_equal(loaded.validation_probabilities, fold.validation_probabilities)

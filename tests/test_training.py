@@ -33,6 +33,7 @@ def test_run_reports_folds_oof_and_ensemble(sample_npz, tmp_path):
     assert all(len(fold["history"]["val_accuracy"]) == 2 for fold in record["folds"])
 
 
+@pytest.mark.slow
 def test_run_is_deterministic(sample_npz, tmp_path):
     first = run_kernel("mnist-cnn", ["--data", str(sample_npz), "--out", str(tmp_path / "a"), "--folds", "2", *TINY])
     second = run_kernel("mnist-cnn", ["--data", str(sample_npz), "--out", str(tmp_path / "b"), "--folds", "2", *TINY])
@@ -68,6 +69,7 @@ def test_run_single_fold_validates_on_the_labelled_test_split(sample_npz, tmp_pa
     assert "val_accuracy" in fold["history"]
 
 
+@pytest.mark.slow
 def test_run_with_seeds_averages_each_folds_models(sample_npz, tmp_path):
     argv = ["--data", str(sample_npz), "--folds", "2", "--loop", "fit", *TINY]
     record = run_kernel("mnist-mlp", [*argv, "--out", str(tmp_path / "two"), "--seeds", "2"])
@@ -85,6 +87,7 @@ def test_run_with_seeds_averages_each_folds_models(sample_npz, tmp_path):
                                   .test_probabilities, first.test_probabilities)
 
 
+@pytest.mark.slow
 def test_run_records_epoch_seconds_and_fit_seconds(npz_path, tmp_path):
     record = run_kernel("mnist-fast", ["--data", str(npz_path), "--out", str(tmp_path), "--epochs", "2",
                                        "--batch-size", "16", "--folds", "2", "--precision", "mixed_bfloat16",
@@ -104,6 +107,7 @@ def test_run_fold_index_trains_only_that_fold(npz_path, tmp_path):
     assert record["oof_accuracy"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", models.MODEL_NAMES)
 def test_run_trains_every_registry_model_with_the_custom_loop(model_name, npz_path, tmp_path):
     record = run_kernel("mnist-mlp", ["--data", str(npz_path), "--out", str(tmp_path), "--model", model_name,
@@ -121,6 +125,7 @@ def test_run_trains_eagerly_with_either_loop(npz_path, tmp_path):
         assert record["config"]["eager"] and probabilities(record).shape == (12, 10)
 
 
+@pytest.mark.slow
 def test_custom_loop_reaches_the_loss_and_accuracy_of_model_fit(sample_npz, tmp_path):
     recorded = {}
     for loop in config.LOOP_NAMES:

@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from slugify import slugify as kaggle_slugify
+
 from src import paths
 from src.errors import KitError
 
@@ -61,8 +63,6 @@ def kernel_dir(kernel: str | os.PathLike) -> Path:
 
 def slugify(title: str) -> str:
     """Returns the slug Kaggle makes of a title (the kaggle CLI's own `slugify`)."""
-    from slugify import slugify as kaggle_slugify
-
     return kaggle_slugify(title)
 
 

@@ -9,7 +9,9 @@ from src.mnist import NUM_CLASSES
 CHANNELS_LAST_SHAPE = layout.input_shape("channels_last")
 
 
-def build_seed_cnn(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES) -> keras.Sequential:
+def build_seed_cnn(
+    input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES
+) -> keras.Sequential:
     """The classic Keras MNIST CNN, as the seed kernel builds it (about 99.25% after 12 epochs).
 
     Args:
@@ -36,7 +38,9 @@ def build_seed_cnn(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes:
     )
 
 
-def build_tfwiki_cnn(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES) -> keras.Sequential:
+def build_tfwiki_cnn(
+    input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES
+) -> keras.Sequential:
     """The CNN of the TensorFlow notes: two 5x5 conv/pool stages and a 1024-unit dense layer.
 
     Args and Returns: as `build_seed_cnn`.
@@ -57,7 +61,9 @@ def build_tfwiki_cnn(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classe
     )
 
 
-def build_mlp(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES) -> keras.Sequential:
+def build_mlp(
+    input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES
+) -> keras.Sequential:
     """The MLP of the TensorFlow notes: one hidden layer of 100 units.
 
     Args and Returns: as `build_seed_cnn`.
@@ -73,8 +79,9 @@ def build_mlp(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int 
     )
 
 
-
-def build_fast_cnn(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES) -> keras.Sequential:
+def build_fast_cnn(
+    input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES
+) -> keras.Sequential:
     """The fast kernel's CNN: two `same` 3x3 conv/pool stages and a 128-unit dense layer.
 
     Pooling after each convolution leaves the 64-filter layer a 14x14 map instead of the seed CNN's
@@ -101,4 +108,3 @@ def build_fast_cnn(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes:
         ],
         name="fast_cnn",
     )
-

@@ -9,7 +9,9 @@ from src.mnist import NUM_CLASSES
 CHANNELS_LAST_SHAPE = layout.input_shape("channels_last")
 
 
-def build_augmentation(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, seed: int | None = None) -> keras.Sequential:
+def build_augmentation(
+    input_shape: layout.Shape = CHANNELS_LAST_SHAPE, seed: int | None = None
+) -> keras.Sequential:
     """Random rotation (about 10 degrees), zoom (10%) and shifts (10%); no flips, which change digits.
 
     Height and width zoom independently, as the 0.99757 kernel's `ImageDataGenerator(zoom_range=0.1)` did,
@@ -40,7 +42,9 @@ def build_augmentation(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, seed: in
     )
 
 
-def build_strong_cnn(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES) -> keras.Sequential:
+def build_strong_cnn(
+    input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES
+) -> keras.Sequential:
     """The CNN of the best honest Digit Recognizer ensembles, with its augmentation built in.
 
     Two blocks of Conv 3x3, Conv 3x3 and a learned pooling (Conv 5x5 stride 2), each with BatchNorm and
@@ -77,4 +81,3 @@ def build_strong_cnn(input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classe
         ],
         name="strong_cnn",
     )
-

@@ -1,0 +1,61 @@
+"""Tests of README.md against the code: the two commands first, the flags table, the names it lists."""
+
+import re
+
+from conftest import KERNELS
+from src import config, flags, models, paths
+
+README = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def table_after(heading: str) -> list[list[str]]:
+    """Returns the rows (cells, unescaped) of the first table after `heading`, header row excluded."""
+    section = README[README.index(heading):]
+    rows = []
+    for line in section.splitlines()[1:]:
+        if line.startswith("|"):
+            cells = [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            rows.append(cells)
+        elif rows:
+            break
+    return [row for row in rows[1:] if not set(row[0]) <= {"-", " "}]
+
+
+def test_readme_shows_the_two_commands_first_and_ci_runs_the_test_one():
+    first_block = README.split("```")[1]
+    assert README.index("```") < README.index("\n## ")
+    assert "make train" in first_block and "make test" in first_block
+    ci = (paths.REPO_ROOT / ".ci" / "run").read_text()
+    assert [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))] == ["make test"]
+
+
+def test_flags_table_lists_exactly_the_kernels_flags():
+    parser = flags.kernel_parser("mnist-cnn")
+    documented = [row[0].strip("`") for row in table_after("## Flags")]
+    expected = []
+    for action in parser._actions:
+        if "--help" in action.option_strings:
+            continue
+        flag = max(action.option_strings, key=len)
+        expected.append(flag if action.nargs == 0 else f"{flag} {action.metavar}")
+    expected.append("--budget NAME")  # the recipe kernels' own flag
+    assert sorted(documented) == sorted(expected)
+
+
+def test_flags_table_names_the_choices_the_code_accepts():
+    meanings = {row[0].split()[0].strip("`"): row[1] for row in table_after("## Flags")}
+    for flag, names in (("--model", models.MODEL_NAMES), ("--optimizer", config.OPTIMIZER_NAMES),
+                        ("--schedule", config.SCHEDULE_NAMES), ("--precision", config.PRECISION_NAMES),
+                        ("--strategy", config.STRATEGY_NAMES)):
+        assert re.findall(r"`([a-z_0-9]+)`", meanings[flag]) == list(names), flag
+
+
+def test_readme_tables_list_every_kernel_and_strategy():
+    kernels = [row[0].strip("`") for row in table_after("## The kernels")]
+    assert kernels == ["mnist-cnn", "mnist-fast", "mnist-ensemble", "mnist-mlp"] and sorted(kernels) == sorted(KERNELS)
+    strategies = [row[0].split()[0].strip("`") for row in table_after("## Scaling out")]
+    assert strategies == list(config.STRATEGY_NAMES)
+
+
+def test_readme_is_a_user_guide_of_about_250_lines():
+    assert len(README.splitlines()) <= 280
