@@ -4,14 +4,8 @@ Conv2D 32 -> Conv2D 64 -> MaxPool -> Dropout -> Dense 128 -> Dropout -> softmax,
 learning rate 1.0, batch 128, 12 epochs, on 5 stratified folds; the submission averages the five models.
 `--folds 1` trains once on all training data, as the original kernel did.
 
-Run it locally (on input/, which `make data` fills):
-
-    make train                                   # or: python kernels/mnist-cnn/kernel.py
-    make train ARGS="--folds 1 --epochs 3"
-
-Push it to Kaggle, where it reads /kaggle/input and writes /kaggle/working/submission.csv:
-
-    make push KERNEL=mnist-cnn
+    make train ARGS="--folds 1 --epochs 3"    # here, on input/ (kernel.py --help lists the flags)
+    make push KERNEL=mnist-cnn                 # on Kaggle: reads /kaggle/input, writes /kaggle/working
 """
 
 import sys

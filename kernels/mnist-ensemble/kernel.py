@@ -15,14 +15,8 @@ Budgets (`--budget`, default auto: gpu when a GPU is present):
          (benchmarks/recipe-results.md), so about 76 for the competition's 42,000 (scaled, not measured)
     gpu: 5 folds x 45 epochs x 3 seeds, for a Kaggle GPU kernel
 
-Run it locally:
-
-    make train KERNEL=mnist-ensemble                      # or: python kernels/mnist-ensemble/kernel.py
-    make train KERNEL=mnist-ensemble ARGS="--budget cpu --tta 4"
-
-Push it to Kaggle, where it reads /kaggle/input and writes /kaggle/working/submission.csv:
-
-    make push KERNEL=mnist-ensemble ACCELERATOR=gpu
+    make train KERNEL=mnist-ensemble ARGS="--budget cpu --tta 4"    # here, on input/
+    make push KERNEL=mnist-ensemble ACCELERATOR=gpu                 # on Kaggle: two T4 GPUs
 """
 
 import sys

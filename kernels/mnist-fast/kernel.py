@@ -7,14 +7,8 @@ models. Where the CPU computes bfloat16 natively (AMX, AVX512-BF16) it trains in
 fast; elsewhere in float32 (`--precision float32` forces that). On the full MNIST, `--folds 1` reaches 99.24-99.28%
 test accuracy in 0.07 of the classic kernel's fit time (benchmarks/results.md).
 
-Run it locally (on input/, which `make data` fills):
-
-    make train KERNEL=mnist-fast                 # or: python kernels/mnist-fast/kernel.py
-    make train KERNEL=mnist-fast ARGS="--folds 1"
-
-Push it to Kaggle, where it reads /kaggle/input and writes /kaggle/working/submission.csv:
-
-    make push KERNEL=mnist-fast
+    make train KERNEL=mnist-fast ARGS="--folds 1"    # here, on input/ (kernel.py --help lists the flags)
+    make push KERNEL=mnist-fast                      # on Kaggle: reads /kaggle/input, writes /kaggle/working
 """
 
 import sys

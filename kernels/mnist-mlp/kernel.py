@@ -5,15 +5,9 @@ notes train it, with `--loop custom`: the `tf.GradientTape` step below, compiled
 it eagerly), a `tf.train.Checkpoint` every epoch (the last 3 kept), and TensorBoard summaries in `logs/`. It
 trains once on all training data (`--folds 1`, as the notes do); `--folds 5` cross-validates.
 
-Run it locally (on input/, which `make data` fills):
-
-    make train KERNEL=mnist-mlp                  # or: python kernels/mnist-mlp/kernel.py
-    make train KERNEL=mnist-mlp ARGS="--eager --epochs 1"
-    make tensorboard                             # then open http://127.0.0.1:6006
-
-Push it to Kaggle, where it reads /kaggle/input and writes /kaggle/working/submission.csv:
-
-    make push KERNEL=mnist-mlp
+    make train KERNEL=mnist-mlp ARGS="--eager --epochs 1"    # here, on input/ (kernel.py --help lists the flags)
+    make tensorboard                                         # then open http://127.0.0.1:6006
+    make push KERNEL=mnist-mlp                               # on Kaggle: reads /kaggle/input, writes /kaggle/working
 """
 
 import sys
