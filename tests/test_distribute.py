@@ -247,8 +247,10 @@ def test_mirrored_trains_like_one_device_with_the_global_batch(mirrored_results,
 
 @pytest.mark.slow
 def test_mirrored_with_dropout_reaches_the_accuracy_of_one_device(mirrored_results):
-    # Each replica draws its own dropout masks, so the numbers differ. Over seeds 0-2 the two accuracies
-    # differed by 0.005 to 0.025 here; the test allows 0.05 (10 of the 200 test images).
+    # Each replica draws its own dropout masks, so the numbers can differ. This script's seed_cnn runs with
+    # --seed 0, 1, 2 (2026-12-02, the 2-core development machine) gave one device / mirrored accuracies of
+    # 0.700 / 0.700, 0.725 / 0.750 and 0.700 / 0.725: differences of 0, 5 and 5 of the 200 test images. The
+    # test (seed 0) allows 0.05, 10 images, twice the largest difference seen.
     result = mirrored_results["seed_cnn/fit"]
     assert result["accuracy"]["none"] > 0.5
     assert abs(result["accuracy"]["mirrored"] - result["accuracy"]["none"]) <= 0.05
