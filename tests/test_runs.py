@@ -105,6 +105,7 @@ def test_start_run_restart_leaves_a_run_another_process_holds_alone(tmp_path, mo
     fresh = runs.start_run("k", tmp_path, LATER, identity=identity(), restart=True)
 
     assert not fresh.resumed and fresh.name not in (running.name, crashed.name)
+    assert (running.workdir / "fold-0.npz").is_file(), "--restart deleted the run another process holds"
     assert (running.workdir / "fold-0.npz").read_bytes() == b"a fold the running process finished"
     assert (tmp_path / "logs" / running.name).is_dir() and run_state(running) == "running"
     assert not can_lock(running.workdir)  # still the running process's
