@@ -347,11 +347,13 @@ def test_a_worker_that_dies_stops_the_other_with_one_line(sample_npz, tmp_path):
     os.killpg(workers[1].pid, signal.SIGKILL)
     killed = time.monotonic()
 
-    # TensorFlow sees the closed connection (or the missing heartbeats, within seconds): far below the bound.
-    codes = wait_all(workers, 60)
+    # TensorFlow sees the closed connection (or the missing heartbeats): the README says within seconds. On the
+    # 2-core development machine at a load of about 5 (2026-12-02) the chief gave up 9.6 s after the kill; the
+    # test allows 30 s.
+    codes = wait_all(workers, 30)
 
     assert codes[0] == 2, chief_log.read_text()[-3000:]
-    assert time.monotonic() - killed < 60
+    assert time.monotonic() - killed < 30
     last = [line for line in chief_log.read_text().splitlines() if line.strip()][-1]
     assert last.startswith("error: The multi-worker run stopped on worker 0 of 2: ")
     assert "Start every worker again" in last
@@ -368,7 +370,10 @@ def test_a_stuck_worker_stops_the_other_after_the_collective_timeout(sample_npz,
     while "Epoch 2/500" not in chief_log.read_text() and time.monotonic() < deadline and workers[0].poll() is None:
         time.sleep(0.2)
     assert "Epoch 2/500" in chief_log.read_text(), chief_log.read_text()[-3000:]
-    # Worker 1 stops taking part but keeps its connections open: only the collective timeout can notice.
+    # Worker 1 stops taking part but keeps its connections open: the collective timeout notices before the
+    # coordination service misses its heartbeats (without the timeout the chief says "stopped sending
+    # heartbeats" instead). On the 2-core development machine at a load of about 5 (2026-12-02) the chief gave up
+    # 6.2 s after the SIGSTOP, with the limit at 4 s.
     os.killpg(workers[1].pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:
