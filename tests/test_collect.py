@@ -95,13 +95,21 @@ def folds_run_apart(fake_run, credentials, kit_dirs, monkeypatch, tmp_path):
 
 
 def test_collect_blends_folds_run_apart_as_one_local_run(folds_run_apart, fake_run, tmp_path):
-    competition, _, _ = folds_run_apart
+    competition, outputs, _ = folds_run_apart
 
     record = collect.collect(KERNEL, data_path=str(competition), out_dir=tmp_path / "blend")
 
+    collected = np.load(record["outputs"]["probabilities"])
+    # The folds' own files, read with numpy alone: the mean of their test probabilities, their held-out rows.
+    saved = [np.load(next(outputs[fold_slug(index)].glob(f"*/fold-{index}.npz"))) for index in range(NUM_FOLDS)]
+    np.testing.assert_allclose(collected["test_probabilities"],
+                               sum(fold["test_probabilities"] for fold in saved) / NUM_FOLDS, rtol=0, atol=1e-7)
+    for fold in saved:
+        np.testing.assert_array_equal(collected["oof_probabilities"][fold["validation_indices"]],
+                                      fold["validation_probabilities"])
     local = fake_run(["--folds", str(NUM_FOLDS), "--data", str(competition), "--out", str(tmp_path / "local"),
                       "--no-plots"])
-    collected, expected = np.load(record["outputs"]["probabilities"]), np.load(local["outputs"]["probabilities"])
+    expected = np.load(local["outputs"]["probabilities"])
     np.testing.assert_array_equal(collected["test_probabilities"], expected["test_probabilities"])
     np.testing.assert_array_equal(collected["oof_probabilities"], expected["oof_probabilities"])
     assert (record["cv_mean"], record["oof_accuracy"]) == (local["cv_mean"], local["oof_accuracy"])
