@@ -7,8 +7,8 @@ timed the same way). Throughput is compared on short runs interleaved peer, kit,
 accuracy runs once per seed. The table is printed and written, with the machine, library versions, commit and
 command, to `--results`.
 
-    make bench                      # full MNIST, about 30 minutes on 2 cores
-    make bench-quick                # a slice, under 5 minutes
+    make bench                      # full MNIST (18.4 minutes in the run of benchmarks/results.md)
+    make bench-quick                # a 4,000-image slice, for development
     python benchmarks/bench.py --data ../shared/data/mnist.npz --peer ../shared/reference/seed_kernel.py \\
         --stages throughput --pairs 3
 """
@@ -389,10 +389,27 @@ def load_text() -> str:
     return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
-def results_markdown(report: Report, args, started: dt.datetime, seconds: float, load_before: str,
-                     peer: Path | None) -> str:
+def provenance_lines(started: dt.datetime, seconds: float, load_before: str) -> list[str]:
+    """Returns the lines every results file opens with: date, command, machine, versions, commit.
+
+    Args:
+        started: when the benchmark started (UTC).
+        seconds: how long it ran.
+        load_before: `load_text()` when it started; the load now is added as "after".
+    """
     commit, dirty = provenance.git_state()
     versions = ", ".join(f"{name} {version}" for name, version in provenance.library_versions().items())
+    return [
+        f"- date: {started.isoformat(timespec='seconds')}, {seconds / 60:.1f} minutes",
+        f"- command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
+        f"- machine: {machine_description()}; load average (1, 5, 15 min) {load_before} before, {load_text()} after",
+        f"- versions: {versions}",
+        f"- commit: {commit}{' (with uncommitted changes)' if dirty else ''}",
+    ]
+
+
+def results_markdown(report: Report, args, started: dt.datetime, seconds: float, load_before: str,
+                     peer: Path | None) -> str:
     peer_line = f"`{peer}`" if peer else "absent: the kit's numbers alone, no ratios"
     data_line = f"`{args.data}`"
     if args.quick:
@@ -400,11 +417,7 @@ def results_markdown(report: Report, args, started: dt.datetime, seconds: float,
     return "\n".join([
         f"# Benchmark results{' (quick: a slice, indicative only)' if args.quick else ''}",
         "",
-        f"- date: {started.isoformat(timespec='seconds')}, {seconds / 60:.1f} minutes",
-        f"- command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
-        f"- machine: {machine_description()}; load average (1, 5, 15 min) {load_before} before, {load_text()} after",
-        f"- versions: {versions}",
-        f"- commit: {commit}{' (with uncommitted changes)' if dirty else ''}",
+        *provenance_lines(started, seconds, load_before),
         f"- data: {data_line}",
         f"- peer: {peer_line}",
         "",

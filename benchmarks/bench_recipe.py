@@ -10,11 +10,14 @@ issue's targets (single >= 99.55%, ensemble >= 99.70% with the CPU budget).
 """
 
 import argparse
+import datetime as dt
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import bench  # benchmarks/bench.py, beside this script: the lines every results file opens with
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL = REPO / "kernels" / "mnist-ensemble" / "kernel.py"
@@ -40,6 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tta", type=int, default=8, help="augmented copies per test image (default: %(default)s)")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "recipe-results.md"))
     args, extra = parser.parse_known_args(argv)
+    started, clock, load_before = dt.datetime.now(dt.timezone.utc), time.perf_counter(), bench.load_text()
     out = Path(args.out)
     common = ["--data", args.data, "--budget", args.budget, "--quiet", *extra]
     trained = run_kernel(common, out)
@@ -65,13 +69,17 @@ def main(argv=None) -> int:
         *[f"| {name} | {100 * value:.2f}% | {target} |" for name, value, target in rows],
         "",
         f"Per-fold test accuracy: {', '.join(f'{100 * value:.2f}%' for value in singles)}.",
+        "Cross-validation on the training split: "
+        + (f"{100 * trained['cv_mean']:.2f}% ± {100 * trained['cv_std']:.2f} (mean ± std of the held-out folds), "
+           f"out-of-fold accuracy {100 * trained['oof_accuracy']:.2f}%."
+           if trained.get("cv_mean") is not None and trained.get("oof_accuracy") is not None else "none (one fold)."),
         f"Runs: `{trained['path'].name}`, `{with_tta['path'].name}`; commit {trained['git_commit']}"
         f"{' (dirty)' if trained['git_dirty'] else ''}.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    command = " ".join(sys.argv[1:])
-    Path(args.results).write_text(f"# bench-recipe\n\nCommand: `make bench-recipe` ({command})\n\n{text}")
+    header = "\n".join(bench.provenance_lines(started, time.perf_counter() - clock, load_before))
+    Path(args.results).write_text(f"# bench-recipe\n\n{header}\n\n{text}")
     return 0
 
 

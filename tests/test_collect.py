@@ -95,13 +95,21 @@ def folds_run_apart(fake_run, credentials, kit_dirs, monkeypatch, tmp_path):
 
 
 def test_collect_blends_folds_run_apart_as_one_local_run(folds_run_apart, fake_run, tmp_path):
-    competition, _, _ = folds_run_apart
+    competition, outputs, _ = folds_run_apart
 
     record = collect.collect(KERNEL, data_path=str(competition), out_dir=tmp_path / "blend")
 
+    collected = np.load(record["outputs"]["probabilities"])
+    # The folds' own files, read with numpy alone: the mean of their test probabilities, their held-out rows.
+    saved = [np.load(next(outputs[fold_slug(index)].glob(f"*/fold-{index}.npz"))) for index in range(NUM_FOLDS)]
+    np.testing.assert_allclose(collected["test_probabilities"],
+                               sum(fold["test_probabilities"] for fold in saved) / NUM_FOLDS, rtol=0, atol=1e-7)
+    for fold in saved:
+        np.testing.assert_array_equal(collected["oof_probabilities"][fold["validation_indices"]],
+                                      fold["validation_probabilities"])
     local = fake_run(["--folds", str(NUM_FOLDS), "--data", str(competition), "--out", str(tmp_path / "local"),
                       "--no-plots"])
-    collected, expected = np.load(record["outputs"]["probabilities"]), np.load(local["outputs"]["probabilities"])
+    expected = np.load(local["outputs"]["probabilities"])
     np.testing.assert_array_equal(collected["test_probabilities"], expected["test_probabilities"])
     np.testing.assert_array_equal(collected["oof_probabilities"], expected["oof_probabilities"])
     assert (record["cv_mean"], record["oof_accuracy"]) == (local["cv_mean"], local["oof_accuracy"])
@@ -194,13 +202,17 @@ def test_collect_blends_the_folds_exactly_as_a_local_k_fold_run(fake_kaggle, fol
     assert record["config"]["fold_index"] is None and record["config"]["folds"] == NUM_FOLDS
     assert [source["kernel"] for source in record["collected_from"]] == \
         [f"{FAKE_USERNAME}/{fold_slug(index)}" for index in range(NUM_FOLDS)]
-    # The kit's own ensemble of the very fold files the kernels saved...
-    dataset = data.load_dataset(str(competition))
-    saved = [results.load_fold(next((kit_dirs[1] / f"{KERNEL}-folds" / f"fold-{index}").rglob(f"fold-{index}.npz")))
+    # The very fold files the kernels saved, read here with numpy alone: the test probabilities are the mean of
+    # the folds', and each training row's out-of-fold probabilities are those of the fold that held it out...
+    saved = [np.load(next((kit_dirs[1] / f"{KERNEL}-folds" / f"fold-{index}").rglob(f"fold-{index}.npz")))
              for index in range(NUM_FOLDS)]
-    expected = results.ensemble(saved, dataset)
-    np.testing.assert_array_equal(collected["test_probabilities"], expected.test_probabilities)
-    np.testing.assert_array_equal(collected["oof_probabilities"], expected.oof_probabilities)
+    np.testing.assert_allclose(collected["test_probabilities"],
+                               sum(fold["test_probabilities"] for fold in saved) / NUM_FOLDS, rtol=0, atol=1e-7)
+    held_out = np.concatenate([fold["validation_indices"] for fold in saved])
+    assert sorted(held_out.tolist()) == list(range(len(collected["oof_probabilities"])))  # every row, once
+    for fold in saved:
+        np.testing.assert_array_equal(collected["oof_probabilities"][fold["validation_indices"]],
+                                      fold["validation_probabilities"])
     # ...and what one local run of every fold writes, with the same flags: the same numbers and pictures.
     local = run_kernel(KERNEL, [*TRAIN_ARGS, "--folds", str(NUM_FOLDS), "--data", str(competition),
                                 "--out", str(tmp_path / "local")])

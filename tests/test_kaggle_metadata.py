@@ -17,10 +17,27 @@ def test_read_metadata_accepts_every_kernel_in_the_repo():
     assert folders, "no kernels found"
     for folder in folders:
         read = metadata.read_metadata(folder)
-        assert read["id"] == f"{metadata.OWNER_PLACEHOLDER}/{metadata.slugify(read['title'])}"
+        # Each kernel's id is its folder's name after `digit-kit-`, and its title the same words.
+        assert (read["id"], read["title"]) == (f"{{owner}}/digit-kit-{folder.name}", f"digit-kit {folder.name}")
         assert read["competition_sources"] == [paths.COMPETITION]
         # Every kit kernel is private in the repository; `--public` publishes it when it is pushed.
         assert read["is_private"] is True
+
+
+@pytest.mark.parametrize("title, slug", [
+    # Kaggle's rules for a kernel's slug (python-slugify, which the kaggle CLI calls on the title): lower case,
+    # accents and other scripts transliterated, every run of other characters one hyphen, none at the ends.
+    ("digit-kit mnist-cnn", "digit-kit-mnist-cnn"),
+    ("digit-kit mnist-cnn fold 2", "digit-kit-mnist-cnn-fold-2"),
+    ("Digit Kit: MNIST CNN (v2)", "digit-kit-mnist-cnn-v2"),
+    ("  MNIST -- CNN!!  ", "mnist-cnn"),
+    ("a_b c", "a-b-c"),
+    ("99.3% accuracy", "99-3-accuracy"),
+    ("C'est l'été", "c-est-l-ete"),
+    ("Ωmega Straße", "omega-strasse"),
+])
+def test_slugify_makes_the_slug_kaggle_makes(title, slug):
+    assert metadata.slugify(title) == slug
 
 
 @pytest.mark.parametrize("change, named", [

@@ -108,3 +108,41 @@ def test_build_augmentation_zooms_height_and_width_independently():
     ink = zoom(square, training=True).numpy()[..., 0] > 0.5
     heights, widths = ink.any(axis=2).sum(axis=1), ink.any(axis=1).sum(axis=1)
     assert (heights != widths).sum() > 32
+
+
+def test_strong_cnn_augmentation_rotates_10_degrees_zooms_and_shifts_10_percent():
+    # Measured on synthetic 28x28 images, 256 random draws of each layer of strong_cnn's own augmentation block:
+    # a bar's angle (from its second moments), a square's height and width, a dot's centre. With the layers as
+    # they are, the extremes came to -9.89/+9.89 degrees; a sampled scale of 0.903-1.102 in height and
+    # 0.903-1.102 in width (Keras samples the image at 0.9-1.1 of its size, so a digit comes 1/1.1-1/0.9 as
+    # large); and shifts of -0.0999/+0.0997 of the width, -0.0996/+0.0997 of the height. The bounds allow half a
+    # degree and half a percent of interpolation; the extremes must reach 8 degrees and 7 or 8%.
+    keras.utils.set_random_seed(0)
+    rotation, zoom, translation = strong.build_strong_cnn().get_layer("augmentation").layers
+    count, size = 256, 28
+    rows, columns = np.mgrid[0:size, 0:size]
+
+    bar = np.zeros((count, size, size, 1), dtype=np.float32)
+    bar[:, 13:16, 4:24] = 1.0
+    ink = rotation(bar, training=True).numpy()[..., 0]
+    mass = ink.sum(axis=(1, 2))
+    x = columns - ((ink * columns).sum(axis=(1, 2)) / mass)[:, None, None]
+    y = rows - ((ink * rows).sum(axis=(1, 2)) / mass)[:, None, None]
+    degrees = np.degrees(0.5 * np.arctan2(2 * (ink * x * y).sum(axis=(1, 2)),
+                                          (ink * x**2).sum(axis=(1, 2)) - (ink * y**2).sum(axis=(1, 2))))
+    assert np.abs(degrees).max() <= 10.5 and degrees.min() < -8 and degrees.max() > 8
+
+    square = np.zeros((count, size, size, 1), dtype=np.float32)
+    square[:, 7:21, 7:21] = 1.0
+    ink = zoom(square, training=True).numpy()[..., 0]
+    for extent in (ink.max(axis=2).sum(axis=1), ink.max(axis=1).sum(axis=1)):  # height, width
+        scale = 14 / extent  # the scale the layer sampled the image at
+        assert 0.895 <= scale.min() < 0.93 and 1.07 < scale.max() <= 1.105
+
+    dot = np.zeros((count, size, size, 1), dtype=np.float32)
+    dot[:, 12:16, 12:16] = 1.0
+    ink = translation(dot, training=True).numpy()[..., 0]
+    mass = ink.sum(axis=(1, 2))
+    for coordinates in (columns, rows):
+        shift = ((ink * coordinates).sum(axis=(1, 2)) / mass - 13.5) / size
+        assert np.abs(shift).max() <= 0.105 and shift.min() < -0.08 and shift.max() > 0.08

@@ -59,3 +59,21 @@ def test_readme_tables_list_every_kernel_and_strategy():
 
 def test_readme_is_a_user_guide_of_about_250_lines():
     assert len(README.splitlines()) <= 280
+
+
+def test_every_figure_of_the_results_section_is_in_the_results_file_it_names():
+    # Each bullet names its committed results file, and each decimal figure in it appears in that file (anywhere in
+    # it: a figure copied from the wrong row of the right file still passes).
+    section = README[README.index("## Results\n"):README.index("\n## ", README.index("## Results\n") + 1)]
+    bullets = [item.split("\n\n")[0] for item in section.split("\n- ")[1:]]
+    assert len(bullets) >= 3
+    for bullet in bullets:
+        named = re.findall(r"\]\((benchmarks/[\w./-]+\.md)\)", bullet)
+        assert named, f"a figure without its results file: {bullet[:80]!r}"
+        sources = "\n".join((paths.REPO_ROOT / name).read_text(encoding="utf-8") for name in named)
+        text = re.sub(r"\]\([^)]*\)", "]", bullet)
+        percentages = set(re.findall(r"(\d+\.\d+)(?=(?:-\d+\.\d+)?%)", text))  # 99.60%, and 99.24 of 99.24-99.28%
+        for figure in re.findall(r"\d+\.\d+", text):
+            # A results file may write a percentage as a fraction: 99.24% as 0.9924.
+            forms = {figure} | ({f"{float(figure) / 100:.4f}"} if figure in percentages else set())
+            assert any(form in sources for form in forms), f"{figure} is not in {', '.join(named)}"

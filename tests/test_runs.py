@@ -94,6 +94,26 @@ def test_start_run_restart_discards_the_unfinished_run(tmp_path, monkeypatch):
     runs.release(fresh)
 
 
+def test_start_run_restart_leaves_a_run_another_process_holds_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.LOGS_ENV, str(tmp_path / "logs"))
+    running = runs.start_run("k", tmp_path, EARLY, identity=identity())  # its lock stays held, as by another process
+    (running.workdir / "fold-0.npz").write_bytes(b"a fold the running process finished")
+    (tmp_path / "logs" / running.name).mkdir(parents=True)
+    crashed = runs.start_run("k", tmp_path, EARLY + dt.timedelta(minutes=1), identity=identity(epochs=3))
+    crashed.lock.close()  # another identity's unfinished run: --restart of this identity leaves it too
+
+    fresh = runs.start_run("k", tmp_path, LATER, identity=identity(), restart=True)
+
+    assert not fresh.resumed and fresh.name not in (running.name, crashed.name)
+    assert (running.workdir / "fold-0.npz").is_file(), "--restart deleted the run another process holds"
+    assert (running.workdir / "fold-0.npz").read_bytes() == b"a fold the running process finished"
+    assert (tmp_path / "logs" / running.name).is_dir() and run_state(running) == "running"
+    assert not can_lock(running.workdir)  # still the running process's
+    assert crashed.workdir.is_dir()
+    runs.release(fresh)
+    running.lock.close()
+
+
 def test_start_run_resume_removes_outputs_a_killed_run_began_writing(tmp_path):
     first = runs.start_run("k", tmp_path, EARLY, identity=identity())
     first.path(".npz").write_bytes(b"written before the kill")

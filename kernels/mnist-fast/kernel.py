@@ -4,8 +4,8 @@ Conv2D 32 -> MaxPool -> Conv2D 64 -> MaxPool -> Dense 128 -> Dropout -> softmax 
 classic CNN's arithmetic), trained with Adam peaking at 0.003 after a warm-up over the first tenth of the steps
 and decaying to zero on a cosine, batch 128, 4 epochs, on 5 stratified folds; the submission averages the five
 models. Where the CPU computes bfloat16 natively (AMX, AVX512-BF16) it trains in mixed bfloat16, 1.7 times as
-fast; elsewhere in float32 (`--precision float32` forces that). On the full MNIST, `--folds 1` reaches 99.24-99.28%
-test accuracy in 0.07 of the classic kernel's fit time (benchmarks/results.md).
+fast (27.8 s of fit against 47.6 s); elsewhere in float32 (`--precision float32` forces that). On the full MNIST,
+`--folds 1` reaches 99.24-99.28% test accuracy in 0.07 of the classic kernel's fit time (benchmarks/results.md).
 
     make train KERNEL=mnist-fast ARGS="--folds 1"    # here, on input/ (kernel.py --help lists the flags)
     make push KERNEL=mnist-fast                      # on Kaggle: reads /kaggle/input, writes /kaggle/working

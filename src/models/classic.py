@@ -12,7 +12,7 @@ CHANNELS_LAST_SHAPE = layout.input_shape("channels_last")
 def build_seed_cnn(
     input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES
 ) -> keras.Sequential:
-    """The classic Keras MNIST CNN, as the seed kernel builds it (about 99.25% after 12 epochs).
+    """The classic Keras MNIST CNN, as the seed kernel builds it (99.06% after 12 epochs in benchmarks/results.md).
 
     Args:
         input_shape: `(28, 28, 1)` or `(1, 28, 28)`, from `layout.input_shape()`.
@@ -87,8 +87,9 @@ def build_fast_cnn(
     Pooling after each convolution leaves the 64-filter layer a 14x14 map instead of the seed CNN's
     24x24, so a training image costs about a third of the seed CNN's arithmetic (4.2 vs 12.0 million
     multiply-adds forward); with Adam and a warm-up + cosine schedule it passes 99.2% on MNIST in four
-    epochs. It has no BatchNormalization: Keras 3 computes it unfused, which made each step about 1.6
-    times slower on a CPU without making four epochs more accurate (see benchmarks/README.md).
+    epochs (99.24-99.28%, benchmarks/results.md). It has no BatchNormalization: Keras 3 computes it unfused,
+    which made each step slower on a CPU without making three epochs more accurate (hand-run notes, with no
+    results file, in benchmarks/README.md's levers).
 
     Args and Returns: as `build_seed_cnn`.
     """
