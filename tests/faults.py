@@ -16,6 +16,8 @@ import traceback
 
 # The calls whose order decides what a kill leaves on disk.
 SYSTEM_CALLS = ("open", "mkdir", "fsync", "replace", "rename", "link", "unlink", "rmdir")
+# What one child may take before it is stopped (it saves a few small files).
+CHILD_SECONDS = 60
 # The errors a write meets when the disk fills or the filesystem turns read-only, injected at each step.
 WRITE_ERRORS = (errno.ENOSPC, errno.EROFS)
 
@@ -85,6 +87,7 @@ def kill_points(prepare, action, check) -> int:
         child = os.fork()
         if child == 0:  # pragma: no cover - the child's exit status and pipe report to the parent
             os.close(read)
+            signal.alarm(CHILD_SECONDS)  # a child that hangs dies of SIGALRM, which the parent reports
             try:
                 os.write(write, json.dumps(_child(action, point)).encode())
                 os._exit(0)
@@ -101,6 +104,6 @@ def kill_points(prepare, action, check) -> int:
             assert len(steps) == point, steps
             check(None)
             return steps
-        assert os.WTERMSIG(status) == signal.SIGKILL, status
+        assert os.WTERMSIG(status) == signal.SIGKILL, f"the child died of signal {os.WTERMSIG(status)}: {said}"
         check(point)
         point += 1

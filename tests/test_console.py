@@ -93,7 +93,8 @@ sys.exit(console.run_main(command, interrupted="interrupted: nothing was changed
 def test_sigterm_takes_ctrl_cs_way_out_in_one_line_with_status_143(where):
     result = run_process(["-c", SIGTERM_SCRIPTS[where]], timeout=60)
 
-    assert result.returncode == 128 + signal.SIGTERM == console.EXIT_TERMINATED
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert console.EXIT_TERMINATED == 128 + signal.SIGTERM
     assert result.stderr == {"kernel": console.TRAINING_INTERRUPTED,
                              "command": "interrupted: nothing was changed."}[where] + "\n"
     # The way Ctrl-C leaves: every `finally` (locks, temporaries), then the atexit handlers.

@@ -210,6 +210,7 @@ def test_start_run_probes_the_folder_before_anything_trains(tmp_path, monkeypatc
     monkeypatch.setattr(os, "open", read_only)
     with pytest.raises(KitError, match=f"^Cannot write {tmp_path / 'out'}: Read-only file system; make the folder"):
         runs.start_run("k", tmp_path / "out", EARLY, identity=identity())
+    assert list((tmp_path / "out").iterdir()) == []  # no run folder: the probe failed first
 
 
 def test_start_run_on_a_folder_without_hard_links_says_how_it_writes(tmp_path, monkeypatch, caplog):
