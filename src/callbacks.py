@@ -1,11 +1,11 @@
-"""The kit's Keras callbacks for `model.fit`: replayable dropout, epoch timing, a kill-proof backup, batch losses.
+"""The kit's Keras callbacks for `model.fit`: replayable dropout, epoch timing, a kill-proof backup and model file,
+batch losses.
 
 `reseed_random_layers` serves the custom loop too: both loops reseed dropout at every epoch's start, which is
 what lets a fold resumed at epoch `e` end with the weights of a fold that ran straight through.
 """
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -91,20 +91,33 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         backup_dir = Path(self.backup_dir)
-        backup_dir.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{self._current_epoch}.weights.h5"
         # save_weights insists on the .weights.h5 ending, so the temporary name keeps it.
-        temporary = backup_dir / f".{os.getpid()}.{name}"
-        self.model.save_weights(str(temporary), overwrite=True)
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, backup_dir / name)
+        with files.atomic_path(backup_dir / name, keep_suffix=True) as temporary:
+            self.model.save_weights(str(temporary), overwrite=True)
         metadata = {"epoch": self._current_epoch, "batch": 0, "weights": name, "history": self.history}
         files.write_text(Path(self._training_metadata_path), json.dumps(metadata))
         self._weights_path = str(backup_dir / name)
         for stale in backup_dir.glob("epoch-*.weights.h5"):
             if stale.name != name:
                 stale.unlink()
+
+
+class AtomicModelCheckpoint(keras.callbacks.Callback):
+    """Saves the whole model as `path` (a `.keras` file) at every epoch's end, complete or not at all.
+
+    Keras' `ModelCheckpoint` writes the file in place, so a kill during a save leaves a truncated file under
+    the final name; this one writes under a temporary name and renames it (`files.atomic_path`).
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        # model.save insists on the .keras ending, so the temporary name keeps it.
+        with files.atomic_path(self.path, keep_suffix=True) as temporary:
+            self.model.save(str(temporary), overwrite=True)
 
 
 class BatchLossSummaries(keras.callbacks.Callback):

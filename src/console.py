@@ -6,14 +6,18 @@ itself only logs to `logging.getLogger(__name__)`.
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
+from src import filesystem
 from src.errors import KitError
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-# What Ctrl-C leaves of a training run; other commands say what they keep (`run_main`'s `interrupted`).
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+# What Ctrl-C (or SIGTERM) leaves of a training run; other commands say what they keep (`run_main`'s `interrupted`).
 TRAINING_INTERRUPTED = ("interrupted: finished folds and epochs are kept in the run's folder; run the same command "
                         "again to resume.")
 _HANDLER_NAME = "digit-kit"
@@ -54,17 +58,44 @@ def configure_logging(stream=None) -> None:
     logger.propagate = False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Kaggle's time limit, a scheduler and `timeout` send), raised where Ctrl-C raises its own.
+
+    A `KeyboardInterrupt`, so that it leaves a run by the very path Ctrl-C takes: every `with` and `finally`
+    closes (locks released, temporaries removed, nothing half-written), and `atexit` handlers run.
+    """
+
+
+def _terminate(signum, frame):
+    # A second SIGTERM ends the process at once, as a scheduler's follow-up SIGKILL would: a run survives that.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated()
+
+
+def handle_termination() -> None:
+    """Makes SIGTERM end the process as Ctrl-C does (`Terminated`), with exit status 143.
+
+    Only the main thread can set a handler; a SIGTERM the parent made ignored stays ignored.
+    """
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _terminate)
+
+
 def report(error: BaseException, interrupted: str = TRAINING_INTERRUPTED) -> int:
     """Prints the one line for a kit error or an interruption, and returns the exit status it calls for."""
     if isinstance(error, KeyboardInterrupt):
         print(interrupted, file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
     print(f"error: {error}", file=sys.stderr, flush=True)
     return EXIT_USAGE
 
 
 def run_main(function: Callable[..., object], *args, interrupted: str = TRAINING_INTERRUPTED, **kwargs) -> int:
-    """Runs a command, turning the kit's errors into one line and exit status 2, and Ctrl-C into one line and 130.
+    """Runs a command, turning the kit's errors into one line and exit status 2, and Ctrl-C into one line and 130
+    (SIGTERM: the same line, and 143).
+
+    On a platform the kit does not run on (`filesystem.check_platform`) it fails at once, in one line.
 
     Args:
         function: the command; its int result is the exit status (anything else means 0).
@@ -73,7 +104,9 @@ def run_main(function: Callable[..., object], *args, interrupted: str = TRAINING
     Returns:
         The process exit status.
     """
+    handle_termination()
     try:
+        filesystem.check_platform()
         result = function(*args, **kwargs)
     except (KitError, KeyboardInterrupt) as error:
         return report(error, interrupted)
@@ -81,10 +114,15 @@ def run_main(function: Callable[..., object], *args, interrupted: str = TRAINING
 
 
 def install_error_hook() -> None:
-    """Makes a script's uncaught kit error one line and exit status 2, and Ctrl-C one line and 130.
+    """Makes a script's uncaught kit error one line and exit status 2, Ctrl-C one line and 130, and SIGTERM the
+    same line and 143 (`handle_termination`).
 
     A kernel is a script that runs top to bottom, with no `main()` to wrap; Python hands what escapes it to
     `sys.excepthook`. Other exceptions keep their traceback: they are bugs to report.
+
+    Raises:
+        KitError: the platform is one the kit does not run on (`filesystem.check_platform`); the hook, installed
+            first, prints it as one line.
     """
     previous = sys.excepthook
 
@@ -94,3 +132,5 @@ def install_error_hook() -> None:
         previous(kind, error, traceback)
 
     sys.excepthook = hook
+    handle_termination()
+    filesystem.check_platform()

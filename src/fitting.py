@@ -11,7 +11,7 @@ ends with.
 | step | Keras' own | a `tf.GradientTape` step: the kernel's, or `custom_loop.notes_train_step` |
 | graph | Keras compiles it; `--eager` sets `run_eagerly` | `tf.function`; `--eager` runs it as Python |
 | resume | `AtomicBackupAndRestore` in `<fold>/backup/` | `tf.train.CheckpointManager` in `<fold>/checkpoints/` |
-| kept for `--restore` | `<fold>/model.keras` (`ModelCheckpoint`) | the last 3 checkpoints |
+| kept for `--restore` | `<fold>/model.keras` (`AtomicModelCheckpoint`) | the last 3 checkpoints |
 | TensorBoard | `keras.callbacks.TensorBoard` | `tf.summary`, same tags and folders |
 """
 
@@ -114,7 +114,7 @@ def fit_keras(model: keras.Model, plan: FitPlan) -> dict[str, list[float]]:
         fit_callbacks.append(callbacks.BatchLossSummaries(plan.logs_dir / "train", SUMMARY_EVERY_STEPS))
     if plan.fold_dir is not None:
         # The model is saved before the backup names the epoch finished, so --restore never lags it.
-        fit_callbacks.append(keras.callbacks.ModelCheckpoint(str(plan.fold_dir / MODEL_FILE)))
+        fit_callbacks.append(callbacks.AtomicModelCheckpoint(plan.fold_dir / MODEL_FILE))
         backup = callbacks.AtomicBackupAndRestore(plan.fold_dir / BACKUP_DIR)
         fit_callbacks.append(backup)
     first_epoch = backup.saved_epoch if backup is not None else 0

@@ -1,7 +1,10 @@
-"""Where a result came from: the git commit of the kit's files, whether they differ from it, and library versions."""
+"""Where a result came from: the git commit of the kit's files, whether they differ from it, the sha256 of the code
+that ran, and library versions."""
 
+import hashlib
 import platform
 import subprocess
+import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -45,3 +48,36 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def files_sha256(folder: Path, pattern: str = "*.py") -> str:
+    """Returns the sha256 of the files under `folder` matching `pattern`: their relative paths and contents."""
+    digest = hashlib.sha256()
+    found = sorted((path for path in Path(folder).rglob(pattern) if "__pycache__" not in path.parts),
+                   key=lambda path: path.relative_to(folder).as_posix())
+    for path in found:
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n"
+                      .encode("utf-8"))
+    return digest.hexdigest()
+
+
+def script_sha256() -> str | None:
+    """Returns the sha256 of the script running as `__main__` (a kernel), or None without one (a notebook)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def code_identity() -> dict:
+    """Returns what of the code decides a run's numbers: the kit's `src` files, the running script, the libraries.
+
+    A run resumes only under the same code (`src.runs.run_identity`): after an edit of `src/` or of the kernel, or
+    an upgrade of TensorFlow or Keras, its checkpoints would be restored into other code.
+    """
+    return {"src_sha256": files_sha256(paths.REPO_ROOT / "src"), "script_sha256": script_sha256(),
+            "versions": library_versions()}

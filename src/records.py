@@ -44,9 +44,11 @@ def data_summary(dataset, data_sha256: str) -> dict:
 
 
 def code_state() -> dict:
-    """Returns the record's provenance entries: library versions, and the git commit with whether files differ."""
+    """Returns the record's provenance entries: library versions, the git commit with whether files differ, and the
+    sha256 of the kit's `src` files (`provenance.code_identity`). A run takes them when it starts."""
     commit, dirty = provenance.git_state()
-    return {"versions": provenance.library_versions(), "git_commit": commit, "git_dirty": dirty}
+    code = provenance.code_identity()
+    return {"versions": code["versions"], "git_commit": commit, "git_dirty": dirty, "src_sha256": code["src_sha256"]}
 
 
 def build_record(run: Run, *, config: dict, data: dict, result, seconds: float, code: dict) -> dict:
@@ -62,7 +64,7 @@ def build_record(run: Run, *, config: dict, data: dict, result, seconds: float, 
 
     Returns:
         The record: run, kernel, created, config, data, folds, cv_mean, cv_std, oof_accuracy, test_accuracy,
-        seconds, submission, probabilities, versions, git_commit, git_dirty.
+        seconds, submission, probabilities, versions, git_commit, git_dirty, src_sha256.
     """
     return {
         "run": run.name,

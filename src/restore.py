@@ -5,6 +5,7 @@ A restored run tells the same story as a trained one: the kernel builds and comp
 """
 
 import warnings
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -76,12 +77,17 @@ def restore_weights(model, path: Path, model_name: str) -> None:
     hint = f"pass the --model it was trained with. Received: model={model_name!r}."
     path = Path(path)
     if path.suffix == ".keras":
+        # A .keras file is a zip; one cut short (a kill while Keras' own ModelCheckpoint rewrote it in place, as
+        # the kit's fold folders had it before AtomicModelCheckpoint; a copy or a disk that ran out) is not.
+        if not zipfile.is_zipfile(path):
+            raise KitError(f"Cannot read {path}: it is not a complete .keras file (cut short, or not a Keras model); "
+                           "restore another model or checkpoint, or train the fold again.")
         try:
             with warnings.catch_warnings():
                 # The file holds the optimizer's state too, which predicting does not need (nor load).
                 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
                 model.load_weights(path)
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise KitError(f"Cannot load the weights of {path} into the model {model_name} ({reason[:200]}); "
                            f"{hint}") from None

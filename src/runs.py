@@ -3,10 +3,11 @@
 A run's folder `<out>/<kernel>-<UTC timestamp>/` holds `run.json` (what the run is, and whether it finished) and
 `run.lock`, which the running process holds with an exclusive `flock` that goes with the process however it ends.
 The same command again finds the newest unfinished run of its identity that no process holds, and continues it.
+A run's identity includes its code (`provenance.code_identity`): the same command under other code starts a new
+run and says so.
 """
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from src import config, files, paths
+from src import config, files, filesystem, paths, provenance
 from src.errors import KitError
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 OUTPUT_SUFFIXES = (".csv", ".json", ".npz")
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
+# The entry of an identity that names the code; the rest is the command (its settings and data).
+CODE_KEY = "code"
 
 
 @dataclass(frozen=True)
@@ -53,20 +56,28 @@ class Run:
         return self.out_dir / self.name
 
 
-def run_identity(run_config: config.RunConfig, data_sha256: str) -> dict:
-    """Returns what makes two runs the same run: every setting that changes results, and the data.
+def run_identity(run_config: config.RunConfig, data_sha256: str, code: dict | None = None) -> dict:
+    """Returns what makes two runs the same run: every setting that changes results, the data, and the code.
 
     Args:
         run_config: the run's configuration; its fields whose role has `identity` count (`config.ROLES`).
         data_sha256: the data source's sha256 (the data's identity is its content, not its path).
+        code: `provenance.code_identity()` (the sha256 of the kit's `src` files and of the kernel, the library
+            versions); None to take it now.
 
     Returns:
-        A JSON-ready dict.
+        A JSON-ready dict; its `"code"` entry is the code, the rest the command (`command_identity`).
     """
     values = run_config.to_dict()
     identity = {name: values[name] for name in config.field_names("identity")}
     identity["data_sha256"] = data_sha256
+    identity[CODE_KEY] = provenance.code_identity() if code is None else code
     return identity
+
+
+def command_identity(identity: dict) -> dict:
+    """Returns an identity without its code: what the same command on the same data has in common."""
+    return {name: value for name, value in identity.items() if name != CODE_KEY}
 
 
 def identity_sha256(identity: dict) -> str:
@@ -84,8 +95,11 @@ def _try_lock(workdir: Path) -> IO | None:
     """Takes the run's lock without waiting; returns the open lock file, or None when another process holds it."""
     handle = open(workdir / LOCK_FILE, "a+")
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        locked = filesystem.try_lock(handle)
+    except BaseException:
+        handle.close()
+        raise
+    if not locked:
         handle.close()
         return None
     return handle
@@ -110,20 +124,66 @@ def _write_run_file(run: Run, identity: dict, state: str) -> None:
     files.write_text(run.workdir / RUN_FILE, json.dumps(content, indent=2) + "\n")
 
 
-def _is_unfinished(run: Run, key: str) -> bool:
+def _has_record(run: Run) -> bool:
+    """Whether the run wrote its record; an empty one is what a kill can leave where files have no hard links."""
+    try:
+        return run.path(".json").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _is_unfinished(run: Run, key: str, *, any_code: bool = False) -> bool:
     content = read_run_file(run.workdir)
-    return (content is not None and content.get("identity_sha256") == key and content.get("state") == "running"
-            and not run.path(".json").exists())
+    if content is None or content.get("state") != "running" or _has_record(run):
+        return False
+    if any_code:
+        identity = content.get("identity")
+        return isinstance(identity, dict) and identity_sha256(command_identity(identity)) == key
+    return content.get("identity_sha256") == key
 
 
-def unfinished_runs(kernel: str, out_dir: Path, identity: dict) -> list[Run]:
-    """Returns the runs in `out_dir` of this identity that never finished, newest first (locked or not)."""
+def unfinished_runs(kernel: str, out_dir: Path, identity: dict, *, any_code: bool = False) -> list[Run]:
+    """Returns the runs in `out_dir` of this identity that never finished, newest first (locked or not).
+
+    Args:
+        kernel: the runs' kernel.
+        out_dir: the output folder.
+        identity: `run_identity(...)`.
+        any_code: take the runs of the same command under any code too (`command_identity`).
+    """
     if not out_dir.is_dir():
         return []
-    key = identity_sha256(identity)
+    key = identity_sha256(command_identity(identity) if any_code else identity)
     candidates = [Run(out_dir=out_dir, name=folder.name) for folder in out_dir.iterdir()
                   if folder.is_dir() and folder.name.startswith(f"{kernel}-") and (folder / RUN_FILE).is_file()]
-    return sorted((run for run in candidates if _is_unfinished(run, key)), key=lambda run: run.name, reverse=True)
+    return sorted((run for run in candidates if _is_unfinished(run, key, any_code=any_code)),
+                  key=lambda run: run.name, reverse=True)
+
+
+def _code_difference(old: dict, new: dict) -> str:
+    """Returns what differs between the code of two identities, in a few words."""
+    old_code, new_code = old.get(CODE_KEY), new.get(CODE_KEY) or {}
+    if not isinstance(old_code, dict):
+        return "a kit that did not record its code"
+    changes = [what for key, what in (("src_sha256", "src/ changed"), ("script_sha256", "the kernel changed"))
+               if old_code.get(key) != new_code.get(key)]
+    old_versions = old_code.get("versions") if isinstance(old_code.get("versions"), dict) else {}
+    for package, version in new_code.get("versions", {}).items():
+        if old_versions.get(package) != version:
+            changes.append(f"{package} {old_versions.get(package, 'absent')} -> {version}")
+    return ", ".join(changes) or "other code"
+
+
+def _note_other_code(kernel: str, out_dir: Path, identity: dict) -> None:
+    """Says in one line when unfinished runs of the same command exist under other code (they are not resumed)."""
+    key = identity_sha256(identity)
+    others = [run for run in unfinished_runs(kernel, out_dir, identity, any_code=True)
+              if (read_run_file(run.workdir) or {}).get("identity_sha256") != key]
+    if others:
+        old = (read_run_file(others[0].workdir) or {}).get("identity", {})
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        logger.info("run: %s%s, an unfinished run of the same command, ran other code (%s); starting a new run "
+                    "(it stays; --restart removes it).", others[0].name, more, _code_difference(old, identity))
 
 
 def _discard(run: Run) -> None:
@@ -147,9 +207,11 @@ def _resume(candidates: list[Run], key: str) -> Run | None:
             lock.close()
             continue
         # A run killed while writing its outputs is resumed from its folds; what it had written goes,
-        # and is written again, identical, from the same saved folds.
-        for suffix in (".csv", ".npz"):
+        # and is written again, identical, from the same saved folds (an empty record too: see _has_record).
+        for suffix in OUTPUT_SUFFIXES:
             candidate.path(suffix).unlink(missing_ok=True)
+        # Under its lock, no other process writes in the folder: any temporary in it is a kill's leftover.
+        files.sweep_stale(candidate.workdir, owned=True)
         return Run(out_dir=candidate.out_dir, name=candidate.name, resumed=True, lock=lock)
     return None
 
@@ -168,14 +230,19 @@ def start_run(
     running process holds with an exclusive `flock`. The same command again finds the newest unfinished
     run of its identity that no process holds, and continues it: its finished folds are reused and the
     fold it was training resumes from its checkpoints. A run that another process holds is left alone
-    and a separate run starts, so two commands started together never share a folder.
+    and a separate run starts, so two commands started together never share a folder. An unfinished run of
+    the same command under other code is not resumed: a line says so, and a new run starts beside it.
+
+    First the output folder is probed (`files.probe_folder`: a folder the kit cannot write fails here, before
+    any training) and swept of the temporaries killed writes left (`files.sweep_stale`).
 
     Args:
         kernel: names the run.
         out_dir: the output folder.
         now: the time that names a new run; the current time when None.
         identity: `run_identity(...)`; None starts a new run that no later command resumes.
-        restart: delete the unfinished runs of this identity (those no process holds) and start anew.
+        restart: delete the unfinished runs of this command, under any code (those no process holds), and
+            start anew.
 
     Returns:
         The `Run`, locked; `resumed` says whether it continues an earlier one.
@@ -185,10 +252,14 @@ def start_run(
     """
     stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        # Before any training: a folder the kit cannot write fails now, in one line, not when the run ends.
+        if files.probe_folder(out_dir) != "link":
+            logger.info("run: %s has no hard links (FAT, SMB?); files keep their never-overwrite names by a rename "
+                        "that refuses to replace.", out_dir)
+        files.sweep_stale(out_dir)
         if identity is not None:
             key = identity_sha256(identity)
-            candidates = unfinished_runs(kernel, out_dir, identity)
+            candidates = unfinished_runs(kernel, out_dir, identity, any_code=restart)
             if restart:
                 for candidate in candidates:
                     lock = _try_lock(candidate.workdir)
@@ -202,9 +273,10 @@ def start_run(
             else:
                 resumed = _resume(candidates, key)
                 if resumed is not None:
-                    logger.info("run: resuming the unfinished run %s of the same configuration and data; "
+                    logger.info("run: resuming the unfinished run %s of the same configuration, data and code; "
                                 "pass --restart to start over.", resumed.name)
                     return resumed
+                _note_other_code(kernel, out_dir, identity)
         for attempt in range(1, 1000):
             name = f"{kernel}-{stamp}" if attempt == 1 else f"{kernel}-{stamp}-{attempt}"
             if any((out_dir / f"{name}{suffix}").exists() for suffix in OUTPUT_SUFFIXES):

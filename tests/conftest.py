@@ -3,6 +3,7 @@
 import logging
 import os
 import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -113,10 +114,13 @@ def logs_in_tmp(monkeypatch, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def kit_logging_reset():
-    """Undoes what a kernel run in this process did to logging and `sys.excepthook`, so caplog sees the kit."""
+    """Undoes what a kernel run in this process did to logging, `sys.excepthook` and the SIGTERM handler, so caplog
+    sees the kit and pytest keeps its own signals."""
     hook = sys.excepthook
+    terminate = signal.getsignal(signal.SIGTERM)
     yield
     sys.excepthook = hook
+    signal.signal(signal.SIGTERM, terminate)
     logger = logging.getLogger("src")
     for handler in list(logger.handlers):
         logger.removeHandler(handler)

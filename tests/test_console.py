@@ -1,7 +1,10 @@
 """Tests of src.console: the kit's log lines, quiet TensorFlow, and one-line errors and interruptions."""
 
 import logging
+import signal
 import textwrap
+
+import pytest
 
 from conftest import run_process
 from src import console
@@ -51,3 +54,65 @@ def test_quiet_tensorflow_hides_its_start_up_lines():
     code = "from src import console; console.quiet_tensorflow(); import tensorflow as tf; tf.constant(1.0) + 1"
     result = run_process(["-c", code], env={"TF_CPP_MIN_LOG_LEVEL": ""})
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+# SIGTERM (what Kaggle's time limit, a scheduler or `timeout` sends) arrives in a kernel (a script whose error hook
+# is installed) and in a command that `run_main` runs.
+SIGTERM_SCRIPTS = {
+    "kernel": """
+import atexit, os, signal, time
+from src import console
+console.install_error_hook()
+atexit.register(print, "atexit ran", flush=True)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+finally:
+    print("finally ran", flush=True)
+""",
+    "command": """
+import atexit, os, signal, sys, time
+from src import console
+atexit.register(print, "atexit ran", flush=True)
+
+
+def command():
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    finally:
+        print("finally ran", flush=True)
+
+
+sys.exit(console.run_main(command, interrupted="interrupted: nothing was changed."))
+""",
+}
+
+
+@pytest.mark.parametrize("where", SIGTERM_SCRIPTS)
+def test_sigterm_takes_ctrl_cs_way_out_in_one_line_with_status_143(where):
+    result = run_process(["-c", SIGTERM_SCRIPTS[where]], timeout=60)
+
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert console.EXIT_TERMINATED == 128 + signal.SIGTERM
+    assert result.stderr == {"kernel": console.TRAINING_INTERRUPTED,
+                             "command": "interrupted: nothing was changed."}[where] + "\n"
+    # The way Ctrl-C leaves: every `finally` (locks, temporaries), then the atexit handlers.
+    assert result.stdout == "finally ran\natexit ran\n"
+
+
+# What Windows gives: no fcntl module (None in sys.modules makes its import fail, as there), for a kernel and a
+# command.
+WITHOUT_FCNTL = {
+    "kernel": "sys.argv = ['kernels/mnist-cnn/kernel.py', '--help']; runpy.run_path(sys.argv[0], run_name='__main__')",
+    "command": "sys.argv = ['src', 'runs']; runpy.run_module('src', run_name='__main__')",
+}
+
+
+@pytest.mark.parametrize("where", WITHOUT_FCNTL)
+def test_a_platform_without_fcntl_is_one_line(where):
+    result = run_process(["-c", f"import runpy, sys; sys.modules['fcntl'] = None; {WITHOUT_FCNTL[where]}"])
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: digit-kit runs on Linux and macOS: its run locks need fcntl")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -7,8 +7,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from conftest import KERNELS, kernel_script, make_arrays, write_competition
 from kaggle_fixtures import (FAKE_KEY, KERNEL, REF, bundle_payload, bundle_values, head_commit, leftovers)
-from src import paths, submission
+from src import console, paths, submission
 from src.errors import KitError
 from src.kaggle import bundle, kernels, metadata
 
@@ -303,3 +305,54 @@ def test_pushed_bundle_runs_alone_to_a_valid_submission(fake_kaggle, tmp_path):
     run_csvs = [path for path in working.glob(f"{KERNEL}-*.csv")]
     assert len(run_csvs) == 1 and run_csvs[0].read_bytes() == result.read_bytes()
     assert FAKE_KEY not in completed.stdout + completed.stderr
+
+
+# --- a pushed bundle stopped by SIGTERM (Kaggle's time limit) --------------------------------------------------
+
+STOPPED_KERNELS = {
+    # SIGTERM before the kernel's flags are parsed (TensorFlow still loading, say): the payload's own handler.
+    "before-the-flags": '"""A kernel stopped early."""\nimport time\nprint("ready", flush=True)\ntime.sleep(60)\n',
+    # After them: the kit's handler, the line and the exit path of Ctrl-C.
+    "after-the-flags": ('"""A kernel stopped while it trains."""\nimport time\nfrom src import flags\n'
+                        'flags.parse_flags("stopped", __doc__, argv=[])\nprint("ready", flush=True)\ntime.sleep(60)\n'),
+}
+
+
+@pytest.mark.parametrize("when", STOPPED_KERNELS)
+def test_a_bundle_stopped_by_sigterm_removes_its_unpacked_src(when, tmp_path):
+    text = bundle.bundle_text(STOPPED_KERNELS[when], bundle.package_archive(), kernel="stopped",
+                              kernel_path="kernels/stopped", commit="0" * 40)
+    (tmp_path / "kernel.py").write_text(text)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    environment = {**{name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
+                   "TMPDIR": str(scratch)}
+    process = subprocess.Popen([sys.executable, "kernel.py"], cwd=tmp_path, env=environment, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = []
+    while not lines or lines[-1] != "ready\n":
+        lines.append(process.stdout.readline())
+        assert lines[-1], process.communicate()
+    [unpacked] = [Path(line.rsplit(" ", 1)[1].strip()) for line in lines if "src unpacked to" in line]
+    assert unpacked.is_dir() and unpacked.parent == scratch
+
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 128 + signal.SIGTERM
+    assert not unpacked.exists() and list(scratch.iterdir()) == []
+    assert stderr == ("" if when == "before-the-flags" else console.TRAINING_INTERRUPTED + "\n")
+
+
+def test_bundle_sweeps_what_an_interrupted_bundle_left(credentials, tmp_path):
+    half_built, replaced = tmp_path / f".{KERNEL}-0a1b2c3d", tmp_path / f".{KERNEL}-old-0a1b2c3d"
+    for folder in (half_built, replaced):
+        folder.mkdir()
+        (folder / metadata.BUNDLE_CODE_FILE).write_text("left by a kill")
+        then = time.time() - 600
+        os.utime(folder, (then, then))
+
+    bundle.bundle(KERNEL, build_dir=tmp_path)
+
+    assert leftovers(tmp_path) == []
+    assert (tmp_path / KERNEL / metadata.BUNDLE_CODE_FILE).is_file()

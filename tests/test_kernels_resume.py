@@ -1,5 +1,7 @@
-"""Kernels killed with SIGKILL and rerun resume to the uninterrupted result (run identity and locks: test_runs.py)."""
+"""Kernels killed with SIGKILL and rerun resume to the uninterrupted result; SIGTERM, a full disk and a read-only
+folder in the middle of a run lose nothing (run identity and locks: test_runs.py)."""
 
+import errno
 import json
 import os
 import re
@@ -7,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import run_kernel
-from src import paths
+from src import console, files, fitting, paths, results, runs, submission
+from src.errors import KitError
 
 # --- kernels killed and rerun ---------------------------------------------------------------------
 
@@ -171,3 +175,87 @@ def untimed(fold_record):
     """A fold's record without its wall-clock seconds, which no two runs share."""
     history = {name: values for name, values in fold_record["history"].items() if name != "epoch_seconds"}
     return {**fold_record, "seconds": None, "fit_seconds": None, "history": history}
+
+
+# --- SIGTERM, a full disk and a read-only folder in the middle of a real run --------------------------------------
+
+TINY_RUN = ["--folds", "2", "--epochs", "1", "--model", "mlp", "--optimizer", "adam", "--batch-size", "30", "--quiet",
+            "--no-plots"]
+
+
+def temporaries(folder):
+    """The kit's temporary files anywhere under `folder`."""
+    return [path for path in folder.rglob(".*") if files.TEMPORARY_NAME.match(path.name)]
+
+
+@pytest.mark.slow
+def test_sigterm_while_a_fold_trains_is_ctrl_cs_line_and_the_run_resumes(sample_npz, tmp_path, monkeypatch, capsys):
+    args = ["--data", str(sample_npz), *TINY_RUN, "--folds", "1"]
+    hold = tmp_path / "hold"
+    hold.touch()  # the run waits in its first batch until the signal is sent
+    runner = Kernel(tmp_path, "mnist-cnn", args, hold=hold)
+    process = runner.start()
+    wait_for_line(runner, process, "fold 1/1: training on")
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)  # what Kaggle's time limit, a scheduler or `timeout` sends
+    hold.unlink()  # Python handles a signal once TensorFlow's step hands back; so does Ctrl-C
+
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM, runner.output()
+    output = runner.output()
+    assert output.splitlines()[-1] == console.TRAINING_INTERRUPTED and "Traceback" not in output
+    [workdir] = [path for path in runner.out.iterdir() if path.is_dir()]
+    assert json.loads((workdir / runs.RUN_FILE).read_text())["state"] == "running"
+    assert temporaries(runner.out) == [] and not list(runner.out.glob("*.csv"))
+
+    monkeypatch.setenv(paths.LOGS_ENV, str(tmp_path / "logs"))
+    record = run_kernel("mnist-cnn", [*args, "--out", str(runner.out)])
+    assert record["run"] == workdir.name and "resuming the unfinished run" in capsys.readouterr().out
+
+
+def _failing_at(code, real, destination_matches):
+    def call(source, destination, *args, **kwargs):
+        if destination_matches(Path(destination)):
+            raise OSError(code, os.strerror(code))
+        return real(source, destination, *args, **kwargs)
+    return call
+
+
+@pytest.mark.slow
+def test_a_full_disk_then_a_read_only_folder_in_the_middle_of_a_run_lose_nothing(
+        sample_npz, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    argv = ["--data", str(sample_npz), "--out", str(out), *TINY_RUN]
+
+    # The disk fills as the second fold's model is renamed into place, after its epoch.
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", _failing_at(errno.ENOSPC, os.replace,
+                                                 lambda path: path.parts[-2:] == ("fold-1", fitting.MODEL_FILE)))
+        with pytest.raises(KitError) as raised:
+            run_kernel("mnist-cnn", argv)
+    [workdir] = [path for path in out.iterdir() if path.is_dir()]
+    assert str(raised.value) == (f"Cannot write {workdir / 'fold-1' / fitting.MODEL_FILE}: No space left on device; "
+                                 "free some disk space or choose another folder with --out.")
+    first_fold = (workdir / "fold-0.npz").read_bytes()
+    results.load_fold(workdir / "fold-0.npz")
+    assert not (workdir / "fold-1" / fitting.MODEL_FILE).exists() and temporaries(out) == []
+    assert sorted(path.name for path in out.iterdir()) == [workdir.name]
+
+    # The folder turns read-only as the rerun links its submission into place, at the run's end.
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "link", _failing_at(errno.EROFS, os.link, lambda path: path.suffix == ".csv"))
+        with pytest.raises(KitError, match=r"\.csv: Read-only file system; make the folder writable"):
+            run_kernel("mnist-cnn", argv)
+    assert not list(out.glob("*.csv")) and not list(out.glob("*.json")) and temporaries(out) == []
+    assert (workdir / "fold-0.npz").read_bytes() == first_fold and (workdir / "fold-1.npz").is_file()
+    capsys.readouterr()
+
+    # Space and write access back: the same command finishes the run from both saved folds.
+    record = run_kernel("mnist-cnn", argv)
+    printed = capsys.readouterr().out
+    assert record["run"] == workdir.name and printed.count("finished earlier, reusing") == 2
+    folds = [results.load_fold(workdir / f"fold-{index}.npz") for index in range(2)]
+    with np.load(record["outputs"]["probabilities"]) as saved:
+        np.testing.assert_allclose(saved["test_probabilities"],
+                                   np.mean([fold.test_probabilities for fold in folds], axis=0), atol=1e-7)
+    assert (workdir / "fold-0.npz").read_bytes() == first_fold and temporaries(out) == []
+    assert submission.validate_submission(Path(record["outputs"]["submission"])) == 100

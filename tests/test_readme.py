@@ -1,7 +1,9 @@
 """Tests of README.md against the code: the two commands first, the flags table, the names it lists."""
 
+import ast
 import re
 
+import faults
 from conftest import KERNELS
 from src import config, flags, models, paths
 
@@ -77,3 +79,48 @@ def test_every_figure_of_the_results_section_is_in_the_results_file_it_names():
             # A results file may write a percentage as a fraction: 99.24% as 0.9924.
             forms = {figure} | ({f"{float(figure) / 100:.4f}"} if figure in percentages else set())
             assert any(form in sources for form in forms), f"{figure} is not in {', '.join(named)}"
+
+
+def _test_cases(module: str, contains: str) -> list[tuple[int, str]]:
+    """Returns `(cases, source)` of each test function in `tests/<module>.py` whose source holds `contains`; `cases`
+    counts its parametrized cases (1 when it has none)."""
+    source = (paths.REPO_ROOT / "tests" / f"{module}.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    assigned = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+    found = []
+    for node in tree.body:
+        text = ast.get_source_segment(source, node)
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and contains in text:
+            cases = 1
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and getattr(decorator.func, "attr", None) == "parametrize":
+                    values = decorator.args[1]
+                    values = assigned.get(values.id, values) if isinstance(values, ast.Name) else values
+                    cases *= len(values.keys if isinstance(values, ast.Dict) else values.elts)
+            found.append((cases, text))
+    return found
+
+
+def test_what_the_tests_try_is_counted_from_the_tests():
+    killed = _test_cases("test_kernels_resume", ".kill_when(")
+    kernel_kills = sum(cases * text.count(".kill_when(") for cases, text in killed)
+    sigterms = sum(cases for module in ("test_console", "test_kaggle_bundle", "test_kernels_resume")
+                   for cases, _ in _test_cases(module, "signal.SIGTERM"))
+    mid_run = sum(text.count("_failing_at(") for _, text in _test_cases("test_kernels_resume", "_failing_at("))
+    expected = {
+        "`kill -9` before each system call of a save": sum(len(points) for points in faults.SAVE_KILL_POINTS.values()),
+        "`kill -9` of a training kernel": kernel_kills,
+        "SIGTERM": sigterms,
+        "at each step of a write": len(faults.WRITE_FAULTS),
+        "in the middle of a kernel's run": mid_run,
+    }
+    rows = table_after("What the tests try")
+    counted = {}
+    for what, count in expected.items():
+        [row] = [row for row in rows if what in row[0]]
+        counted[what] = int(row[1])
+    assert counted == expected
+    assert (kernel_kills, sigterms, mid_run) == (4, 5, 2)  # the counting itself finds what it looks for
+    assert f"({len(faults.WRITE_STEPS) + sum(len(modes) == 2 for modes in faults.WRITE_STEPS.values())}," in \
+        [row for row in rows if "at each step of a write" in row[0]][0][0]

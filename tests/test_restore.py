@@ -49,6 +49,19 @@ def test_restore_weights_loads_what_was_saved(loop, tmp_path):
         np.testing.assert_array_equal(left.numpy(), right.numpy())
 
 
+def test_restore_of_a_truncated_model_file_is_one_line(tmp_path):
+    train_fold("fit", epochs=1, fold_dir=tmp_path, model_name="mlp")
+    saved = tmp_path / fitting.MODEL_FILE
+    content = saved.read_bytes()
+    saved.write_bytes(content[: len(content) // 2])  # what a kill during Keras' own in-place save leaves
+    fresh = models.build_model("mlp", layout.input_shape("channels_last"))
+
+    with pytest.raises(KitError) as raised:
+        restore.restore_weights(fresh, saved, "mlp")
+    assert str(raised.value) == (f"Cannot read {saved}: it is not a complete .keras file (cut short, or not a Keras "
+                                 "model); restore another model or checkpoint, or train the fold again.")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("loop", config.LOOP_NAMES)
 def test_kernel_restore_gives_the_labels_of_the_saved_models(loop, sample_npz, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import run_kernel
-from src import config, data, flags, folds, models, results, runs, training
+from src import config, data, flags, folds, models, paths, provenance, results, runs, training
 from src.errors import KitError
 
 TINY = ["--epochs", "1", "--batch-size", "16", "--quiet", "--no-plots"]
@@ -204,3 +204,49 @@ def test_fold_learning_rate_follows_the_schedule_over_the_folds_steps(npz_path, 
         assert fold.steps_per_epoch == math.ceil(30 / 16)
         assert float(fold.learning_rate(fold.steps_per_epoch // 2)) < 0.01
         assert float(fold.learning_rate(0)) == 0.0
+
+
+def test_a_run_under_other_code_is_not_resumed_into_it(fake_run, npz_path, tmp_path, monkeypatch, capsys):
+    # The first run's process dies in its second fold, under an older Keras.
+    real_versions = provenance.library_versions
+    monkeypatch.setattr(provenance, "library_versions", lambda: {**real_versions(), "keras": "3.3.0"})
+    fit = training.Fold.fit
+
+    def dies_in_fold_1(fold, model, train_step=None):
+        if fold.index == 1:
+            raise KeyboardInterrupt
+        return fit(fold, model, train_step)
+
+    monkeypatch.setattr(training.Fold, "fit", dies_in_fold_1)
+    with pytest.raises(KeyboardInterrupt):
+        fake_run(["--data", str(npz_path), "--out", str(tmp_path)])
+    [old] = [path for path in tmp_path.iterdir() if path.is_dir()]
+    assert (old / "fold-0.npz").is_file()
+    capsys.readouterr()
+
+    # Keras upgraded: the same command starts a new run beside the old one, and says why.
+    monkeypatch.setattr(provenance, "library_versions", real_versions)
+    monkeypatch.setattr(training.Fold, "fit", fit)
+    record = fake_run(["--data", str(npz_path), "--out", str(tmp_path)])
+
+    output = capsys.readouterr().out
+    assert record["run"] != old.name and "finished earlier, reusing" not in output
+    assert f"run: {old.name}, an unfinished run of the same command, ran other code (keras 3.3.0 -> " in output
+    assert (old / "fold-0.npz").is_file()
+    assert record["src_sha256"] == provenance.files_sha256(paths.REPO_ROOT / "src")
+
+
+def test_the_record_names_the_commit_the_run_started_from(fake_run, npz_path, tmp_path, monkeypatch):
+    checkout = {"state": ("a" * 40, False)}
+    monkeypatch.setattr(provenance, "git_state", lambda *args, **kwargs: checkout["state"])
+    fit = training.Fold.fit
+
+    def commit_meanwhile(fold, model, train_step=None):
+        checkout["state"] = ("b" * 40, True)  # a commit made, and a file edited, while the run trains
+        return fit(fold, model, train_step)
+
+    monkeypatch.setattr(training.Fold, "fit", commit_meanwhile)
+    record = fake_run(["--data", str(npz_path), "--out", str(tmp_path)])
+
+    assert checkout["state"][0] == "b" * 40
+    assert (record["git_commit"], record["git_dirty"]) == ("a" * 40, False)

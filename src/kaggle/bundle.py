@@ -63,6 +63,7 @@ def _digit_kit_unpack(archive_text):
     import hashlib
     import io
     import shutil
+    import signal
     import sys
     import tempfile
     import zipfile
@@ -72,6 +73,17 @@ def _digit_kit_unpack(archive_text):
         raise SystemExit("digit-kit bundle: the embedded src package is damaged (sha256 differs); bundle again.")
     folder = tempfile.mkdtemp(prefix="digit-kit-src-")
     atexit.register(shutil.rmtree, folder, True)
+
+    def terminated(signum, frame):
+        raise SystemExit(128 + signum)
+
+    # SIGTERM (Kaggle's time limit) would end the process without atexit; as an exit, it removes the folder too.
+    # The kernel's flags put the kit's own handler in its place (the same line and exit path as Ctrl-C).
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread: only it may set a handler
+        pass
     with zipfile.ZipFile(io.BytesIO(archive)) as opened:
         opened.extractall(folder)
     for name in [name for name in sys.modules if name == "src" or name.startswith("src.")]:
@@ -241,6 +253,7 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None, *, accelera
     text = bundle_text(kernel_source, archive, kernel=name, kernel_path=shown_path, commit=commit,
                        source_path=source_path, arguments=arguments)
     target = Path(build_dir or paths.KERNEL_BUNDLES_DIR) / name
+    files.sweep_stale(target.parent, folders=True)  # what an interrupted bundle left: half-built and old folders
     with files.folder_in_place(target, prefix=f".{name}-") as scratch:
         files.write_text(scratch / metadata.BUNDLE_CODE_FILE, text)
         files.write_text(scratch / metadata.METADATA_FILE, metadata_text)
