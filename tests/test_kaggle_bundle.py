@@ -184,10 +184,11 @@ def test_bundle_of_a_kernel_that_does_not_parse_names_the_line(credentials, kern
 
 # --- a pushed bundle runs alone, as on Kaggle ------------------------------------------------------
 
-# Kaggle runs the script by itself; the flags (the same path through sys.argv) only keep the test short.
+# Kaggle runs the script by itself; the flags (the same path through sys.argv) only keep the test short: the
+# registry's small MLP, one epoch, no pictures (what is tested is the bundle, not the training).
 RUN_AS_KAGGLE = """
 import json, runpy, sys
-sys.argv = ["kernel.py", "--folds", "2", "--epochs", "2", "--quiet"]
+sys.argv = ["kernel.py", "--folds", "2", "--epochs", "1", "--model", "mlp", "--no-plots", "--quiet"]
 try:
     runpy.run_path("kernel.py", run_name="__main__")
     code = 0
