@@ -39,6 +39,7 @@ def test_notebook_is_the_docstring_the_package_then_the_kernels_own_cells(creden
     # The kernel's cells, as jupytext cuts them at its `# %%` lines, byte for byte (the docstring went above).
     cells = [cell.source for cell in jupytext.reads(source, fmt="py:percent").cells]
     assert [cell.source for cell in story] == [cells[0][cells[0].index('"""\n', 3) + 4:].strip("\n"), *cells[1:]]
+    assert all(cell.source in source for cell in story)  # each a slice of the kernel's own text
     assert len(story) >= 4 and all(cell.cell_type == "code" for cell in story)
     assert any("parse_flags(" in cell.source for cell in story[:1])
     assert any("training.start_run(" in cell.source for cell in story)

@@ -131,7 +131,7 @@ def competition_output(tmp_path: Path) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_watch_goes_from_a_pushed_kernel_to_a_submitted_file(fake_kaggle, kit_dirs, tmp_path, capsys):
-    fake_kaggle.queue_statuses("QUEUED", "RUNNING", "RUNNING", "COMPLETE")
+    fake_kaggle.queue_statuses("QUEUED", "RUNNING", "COMPLETE")
     fake_kaggle.kernel_outputs = competition_output(tmp_path)
 
     assert cli.main(["watch", KERNEL, "--submit", "watched", *FAST]) == 0
@@ -146,12 +146,12 @@ def test_watch_goes_from_a_pushed_kernel_to_a_submitted_file(fake_kaggle, kit_di
     logged = json.loads((folder / paths.KAGGLE_SUBMISSIONS_LOG_NAME).read_text())
     assert (logged["file"], logged["run"], logged["ref"]) == (paths.KAGGLE_SUBMISSION_NAME,
                                                               "mnist-cnn-20250101T000000Z", 31337)
-    assert len(fake_kaggle.received("GetKernelSessionStatus")) == 4
+    assert len(fake_kaggle.received("GetKernelSessionStatus")) == 3
 
 
 @pytest.mark.slow
 def test_watch_of_a_failed_run_prints_its_failure_and_the_logs_last_lines(fake_kaggle, capsys):
-    fake_kaggle.queue_statuses("RUNNING", "ERROR", failure_message="Your notebook tried to allocate more memory.")
+    fake_kaggle.queue_statuses("ERROR", failure_message="Your notebook tried to allocate more memory.")
     fake_kaggle.kernel_log = json.dumps([{"stream_name": "stdout", "time": 1.0, "data": f"epoch {index}\n"}
                                          for index in range(20)] +
                                         [{"stream_name": "stderr", "time": 9.0, "data": "MemoryError\n"}])
