@@ -12,6 +12,8 @@ MESSAGE ?=
 ACCELERATOR ?=
 PUBLIC ?=
 FOLDS ?= 5
+FORMAT ?= script
+ALLOW_LEAK ?=
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -21,9 +23,12 @@ PEER ?= ../shared/reference/seed_kernel.py
 KERNELS := $(notdir $(patsubst %/kernel.py,%,$(wildcard kernels/*/kernel.py)))
 # What `make push`, `push-folds` and `bundle` pass on: the Kaggle machine, and a public kernel with PUBLIC=1.
 PUSH_FLAGS = $(if $(ACCELERATOR),--accelerator $(ACCELERATOR)) $(if $(PUBLIC),--public)
+# What `make watch`, `watch-folds` and `submit` pass on: the submission's description, and ALLOW_LEAK=1.
+SUBMIT_FLAGS = $(if $(MESSAGE),--submit "$(MESSAGE)") $(if $(ALLOW_LEAK),--allow-leak)
 
-.PHONY: help setup data train runs tensorboard test test-fast lint bundle push push-folds status output collect \
-	submit bench bench-quick bench-accuracy bench-graph bench-recipe clean check-kernel
+.PHONY: help setup data train runs tensorboard test test-fast lint bundle notebook push push-folds status watch \
+	output collect watch-folds submit scores bench bench-quick bench-accuracy bench-graph bench-recipe clean \
+	check-kernel
 
 help: ## List the targets, in the order of a competitor's workflow.
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -63,8 +68,11 @@ lint: setup ## Check the code with flake8 and the layers of src with import-lint
 bundle: check-kernel setup ## Write build/kernels/KERNEL/: the kernel's code first, the kit carried at its end (PUBLIC=1).
 	@$(PY) -m src bundle kernels/$(KERNEL) $(if $(PUBLIC),--public)
 
-push: check-kernel setup ## Bundle and push KERNEL to Kaggle (ACCELERATOR=none|gpu|tpu, PUBLIC=1); prints URL and version.
-	@$(PY) -m src push kernels/$(KERNEL) $(PUSH_FLAGS)
+notebook: check-kernel setup ## Write build/kernels/KERNEL/kernel.ipynb: the kernel as a Kaggle notebook (PUBLIC=1).
+	@$(PY) -m src notebook kernels/$(KERNEL) $(if $(PUBLIC),--public)
+
+push: check-kernel setup ## Bundle and push KERNEL (ACCELERATOR=none|gpu|tpu|<shape>, PUBLIC=1, FORMAT=notebook).
+	@$(PY) -m src push kernels/$(KERNEL) $(PUSH_FLAGS) --format $(FORMAT)
 
 push-folds: check-kernel setup ## Push one Kaggle kernel per fold of KERNEL (FOLDS=5; ACCELERATOR, PUBLIC as for push).
 	@$(PY) -m src push-folds kernels/$(KERNEL) --folds $(FOLDS) $(PUSH_FLAGS)
@@ -72,14 +80,23 @@ push-folds: check-kernel setup ## Push one Kaggle kernel per fold of KERNEL (FOL
 status: check-kernel setup ## Show the status of KERNEL's latest run on Kaggle.
 	@$(PY) -m src status kernels/$(KERNEL)
 
+watch: check-kernel setup ## Wait for KERNEL's run on Kaggle, download and check its output; MESSAGE="..." submits it.
+	@$(PY) -m src watch kernels/$(KERNEL) $(SUBMIT_FLAGS) $(ARGS)
+
 output: check-kernel setup ## Download KERNEL's output from Kaggle into submissions/kaggle/KERNEL/.
 	@$(PY) -m src output kernels/$(KERNEL)
 
 collect: check-kernel setup ## Download KERNEL's fold kernels' outputs and blend them into one submission.
 	@$(PY) -m src collect kernels/$(KERNEL)
 
-submit: setup ## Validate FILE and submit it to the competition with MESSAGE="...".
-	@$(PY) -m src submit "$(FILE)" --message "$(MESSAGE)"
+watch-folds: check-kernel setup ## Wait for KERNEL's FOLDS fold kernels, then collect them; MESSAGE="..." submits the blend.
+	@$(PY) -m src watch-folds kernels/$(KERNEL) --folds $(FOLDS) $(SUBMIT_FLAGS) $(ARGS)
+
+submit: setup ## Validate FILE and submit it with MESSAGE="..." (a leaking run only with ALLOW_LEAK=1).
+	@$(PY) -m src submit "$(FILE)" --message "$(MESSAGE)" $(if $(ALLOW_LEAK),--allow-leak)
+
+scores: setup ## Fetch your submissions' public scores into the logs; draw submissions/cv-vs-public.png.
+	@$(PY) -m src scores $(ARGS)
 
 bench: data ## Benchmark the kit against the seed kernel (PEER=) on the full MNIST into benchmarks/results.md (~20 min).
 	$(PY) benchmarks/bench.py --data $(BENCH_DATA) --peer $(PEER) --out $(BENCH_OUT) --results benchmarks/results.md \

@@ -7,11 +7,12 @@ layers of the package, each importing only those below it (checked by `lint-impo
 | --- | --- |
 | entry points | `cli` (`python -m src`), `flags` (every kernel's flags), `console` (log lines, one-line errors) |
 | workflows | `prepare` (`make data`), `blend`, `collect` |
-| Kaggle | `kaggle.*`: credentials, the CLI, metadata, bundles, kernels, the competition |
+| Kaggle | `kaggle.*`: credentials, the CLI, metadata, bundles and notebooks, kernels, watching, the competition, |
+| | scores |
 | training | `training` (a run as a kernel tells it), `fitting`, `custom_loop`, `callbacks`, `restore`, |
 | | `prediction`, `distribute` |
 | results | `finish`, `report`, `plots`, `runs_table`, `records`, `runs`, `results`, `folds`, `submission` |
-| models and data | `models` (the registry), `optimizers`, `data`, `loaders`, `validation`, `tfrecord`, |
+| models and data | `models` (the registry), `optimizers`, `data`, `leaks`, `loaders`, `validation`, `tfrecord`, |
 | | `pipelines`, `layout`, `sample` |
 | ground | `config`, `machine`, `provenance`, `paths`, `files`, `filesystem`, `mnist`, `errors` |
 """

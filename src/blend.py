@@ -165,7 +165,8 @@ def blend_runs(record_paths: Sequence[Path], weights: Sequence[float] | None = N
             draw_pictures=plots,
             extra={"blend": {"runs": [record["run"] for record in run_records],
                              "weights": [round(float(weight), 6) for weight in scale],
-                             "out_of_fold": oof_probabilities is not None}},
+                             "out_of_fold": oof_probabilities is not None},
+                   "leaks": run_records[0].get("leaks")},  # the runs trained on the same data (its sha256)
         )
     finally:
         runs.release(run)

@@ -1,5 +1,6 @@
 """Collecting folds run as separate Kaggle kernels (`make collect`): download each fold's output, check that the
-folds belong together, and blend them exactly as a local k-fold run ends, into a run of its own.
+folds belong together, and blend them exactly as a local k-fold run ends, into a run of its own; `make watch-folds`
+waits for the fold kernels first.
 
 `make push-folds` pushes one kernel per fold (`<slug>-fold-<i>`, each running `--folds K --fold-index i`); each
 writes its run record and its saved fold (`<run>/fold-<i>.npz`). This puts the saved folds through
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from src import config, data, finish, paths, records, results, runs
 from src.errors import KitError
-from src.kaggle import kernels, metadata
+from src.kaggle import competition, kernels, metadata, watch
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,46 @@ def collect(kernel: str | os.PathLike, data_path: str | None = None, out_dir: Pa
             seconds=sum(fold.seconds for fold in fold_results), code=records.code_state(), dataset=dataset,
             draw_pictures=run_config.plots,
             extra={"collected_from": [{"fold": fold.fold_index, "kernel": fold.ref, "run": fold.record["run"],
-                                       "distribution": fold.record.get("distribution")} for fold in fetched]},
+                                       "distribution": fold.record.get("distribution")} for fold in fetched],
+                   "leaks": fetched[0].record.get("leaks")},  # every fold checked the same data and split
         )
     finally:
         runs.release(run)
+
+
+def watch_folds(kernel: str | os.PathLike, num_folds: int, *, message: str | None = None, allow_leak: bool = False,
+                timeout: float = watch.DEFAULT_TIMEOUT_SECONDS, pace: watch.Pace = watch.Pace(),
+                data_path: str | None = None, out_dir: Path | None = None) -> dict:
+    """Waits for the fold kernels `make push-folds` pushed, collects them (`collect`) and may submit the blend.
+
+    Args:
+        kernel: the kernel's folder or name.
+        num_folds: K, as pushed.
+        message: submit the blend's submission with this description; None submits nothing.
+        allow_leak: submit it even when the folds trained on test images.
+        timeout, pace: how long and how often to ask Kaggle (`watch.wait_for`).
+        data_path, out_dir: as for `collect`.
+
+    Returns:
+        The blend's run record, with `"submitted"`: what `competition.submit` answered (or None).
+
+    Raises:
+        KitError: a fold's run failed (its log's last lines shown first), the wait timed out, or as `collect`.
+    """
+    config.check_range("folds", num_folds, 2, config.MAX_FOLDS)
+    folder = metadata.kernel_dir(kernel)
+    name = folder.resolve().name
+    ref = kernels.kernel_ref(folder)
+    states = watch.wait_for([metadata.fold_ref(ref, index) for index in range(num_folds)], name, timeout=timeout,
+                            pace=pace, push_command=f"make push-folds KERNEL={name}",
+                            again=f"make watch-folds KERNEL={name} FOLDS={num_folds}")
+    failed = [state for state in states.values() if state.status != "complete"]
+    if failed:
+        others = len(failed) - 1
+        raise KitError(watch.failure_text(failed[0], name) +
+                       (f" ({others} other fold{'s' if others > 1 else ''} failed too)" if others else ""))
+    record = collect(folder, data_path=data_path, out_dir=out_dir)
+    submitted = None
+    if message is not None:
+        submitted = competition.submit(record["outputs"]["submission"], message, allow_leak=allow_leak)
+    return {**record, "submitted": submitted}

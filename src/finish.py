@@ -53,6 +53,7 @@ def finish_run(run: runs.Run, result, *, config: dict, data: dict, seconds: floa
         outputs["kaggle_submission"] = str(kaggle_submission)
     if draw_pictures and dataset is not None:
         outputs["pictures"] = [str(path) for path in plots.draw_run_pictures(run.workdir, dataset, result)]
+        plots.show_inline(outputs["pictures"])  # in a notebook (a kernel pushed as one), beside their files
     return {**record, "outputs": outputs}
 
 

@@ -1,4 +1,5 @@
-"""The pictures of a run: learning curves, confusion matrices and the most confident mistakes.
+"""The pictures of a run (learning curves, confusion matrices, the most confident mistakes), and of the submitted
+runs: their CV accuracy against their public score.
 
 Figures are drawn with matplotlib's object-oriented API on an explicit Agg canvas, never through pyplot:
 no display is needed, and pyplot's global backend is left alone, so importing this module in a notebook
@@ -7,6 +8,7 @@ does not switch off the notebook's own plots. Every picture has a fixed pixel si
 
 import io
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,11 @@ PICTURE_CAPTIONS = {
     MISTAKES_OOF: "The most confident out-of-fold mistakes",
     CONFUSION_TEST: "Test-split confusion matrix: counts and row-normalised",
 }
+# Drawn by `make scores` for every submitted run (`submissions/cv-vs-public.png`), and in a submitted run's report.
+CV_VS_PUBLIC = "cv-vs-public.png"
+CV_VS_PUBLIC_PIXELS = (760, 700)
+PICTURE_CAPTIONS[CV_VS_PUBLIC] = ("CV accuracy against the public score, one point per submitted run: on the "
+                                  "diagonal, Kaggle agrees with the CV")
 MISTAKES_SHOWN = 36
 MISTAKES_PER_ROW = 6
 # Mosaic geometry in image pixels: a 28x28 digit, a margin around it and room for its caption below.
@@ -55,6 +62,14 @@ def _figure(name: str):
     return figure
 
 
+def png_bytes(figure) -> bytes:
+    """Returns a figure as PNG bytes of exactly its pixel size."""
+    buffer = io.BytesIO()
+    # No bbox_inches="tight": it would change the pixel size from one run to the next.
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
 def save_figure(figure, path: Path) -> Path:
     """Writes a figure as a PNG of exactly its pixel size, atomically.
 
@@ -63,10 +78,7 @@ def save_figure(figure, path: Path) -> Path:
     Returns:
         `path`.
     """
-    buffer = io.BytesIO()
-    # No bbox_inches="tight": it would change the pixel size from one run to the next.
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return files.write_bytes(Path(path), buffer.getvalue())
+    return files.write_bytes(Path(path), png_bytes(figure))
 
 
 # --- the numbers behind the pictures ----------------------------------------------------------------
@@ -286,3 +298,65 @@ def picture_paths(folder: Path) -> list[Path]:
     known = [folder / name for name in PICTURE_PIXELS if (folder / name).is_file()]
     others = sorted(path for path in folder.glob("*.png") if path.name not in PICTURE_PIXELS)
     return known + others
+
+
+def show_inline(paths: list) -> bool:
+    """Shows PNGs in the notebook that is running this code (a kernel pushed as a notebook), beside their files.
+
+    Outside a notebook (a script, a test, the command line) it does nothing.
+
+    Returns:
+        Whether they were shown.
+    """
+    ipython = sys.modules.get("IPython")  # only a notebook has imported it; importing it here would cost a second
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    from IPython import display  # here, not at the top: only a notebook has it
+
+    for path in paths:
+        display.display(display.Image(filename=str(path)))
+    return True
+
+
+# --- the submitted runs ---------------------------------------------------------------------------
+
+
+def cv_vs_public_figure(points: list[tuple[str, float, float]], highlight: str | None = None):
+    """CV accuracy (x) against the public score (y), one point per submitted run, with the diagonal drawn.
+
+    A point below the diagonal scored lower on Kaggle than in CV: the trust-your-CV check.
+
+    Args:
+        points: `(run, cv accuracy, public score)` triples.
+        highlight: the run to mark (a report's own run), or None.
+    """
+    width, height = CV_VS_PUBLIC_PIXELS
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot(1, 1, 1)
+    values = [value for _, cv, public in points for value in (cv, public)]
+    low, high = (min(values), max(values)) if values else (0.98, 1.0)
+    margin = max((high - low) * 0.15, 0.001)
+    low, high = low - margin, min(high + margin, 1.0 + margin)
+    axis.plot([low, high], [low, high], color="0.6", linestyle="--", linewidth=1, label="public = CV")
+    for run, cv, public in points:
+        marked = run == highlight
+        axis.scatter([cv], [public], s=60 if marked else 30, color="tab:red" if marked else "tab:blue", zorder=3)
+        axis.annotate(run, (cv, public), textcoords="offset points", xytext=(5, 4), fontsize=7,
+                      color="tab:red" if marked else "0.25")
+    axis.set_xlim(low, high)
+    axis.set_ylim(low, high)
+    axis.set_aspect("equal")
+    axis.set_xlabel("CV accuracy (mean over folds)")
+    axis.set_ylabel("public leaderboard score")
+    axis.set_title(f"CV against the public score: {len(points)} submitted run{'' if len(points) == 1 else 's'}")
+    axis.grid(True, color="0.9")
+    axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def draw_cv_vs_public(points: list[tuple[str, float, float]], path: Path) -> Path:
+    """Draws `cv_vs_public_figure(points)` into `path` (replacing an earlier drawing); returns `path`."""
+    return save_figure(cv_vs_public_figure(points), path)

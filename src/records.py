@@ -182,6 +182,55 @@ def find_record(run: str, folder: Path) -> Path:
                    f"or the path of its .json. Received: {run!r}.")
 
 
+def record_of_submission(file: Path) -> tuple[Path, dict] | None:
+    """Finds the run record of a submission CSV in the CSV's folder.
+
+    A run's own `<run>.csv` names its record; a kernel output's `submission.csv` is a byte-for-byte copy of its
+    run's CSV, which is how its record is found (the newest, if several runs wrote the same file).
+
+    Returns:
+        `(record path, record)`, or None when no record in the folder wrote this file.
+    """
+    file = Path(file)
+    found = [(path, record) for path, record in _quiet_records(file.parent) if record.get("submission") == file.name]
+    if not found:
+        try:
+            content = file.read_bytes()
+        except OSError:
+            return None
+        found = [(path, record) for path, record in _quiet_records(file.parent)
+                 if isinstance(record.get("submission"), str) and _same_bytes(file.parent / record["submission"],
+                                                                              content)]
+    return max(found, key=lambda item: item[1]["run"]) if found else None
+
+
+def _quiet_records(folder: Path) -> list[tuple[Path, dict]]:
+    """The run records of a folder, skipping what is not one without a word (it is not the user's question)."""
+    found = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if is_run_record(record):
+            found.append((path, record))
+    return found
+
+
+def _same_bytes(path: Path, content: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(content) and path.read_bytes() == content
+    except OSError:
+        return False
+
+
+def leaked_test_images(record: dict) -> int:
+    """Returns how many test images the run's training data held (its record's `leaks`; 0 when unchecked)."""
+    leaks = record.get("leaks")
+    count = leaks.get("test_in_train") if isinstance(leaks, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
 def read_run(record_path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     """Reads a run's record and its saved probabilities.
 

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from src import files, plots, records, submission
+from src import files, plots, records, runs_table, submission
 from src.errors import KitError
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,16 @@ def _score(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _leaks_text(leaks) -> str:
+    if not isinstance(leaks, dict):
+        return "- (not checked: a run older than the check)"
+    text = f"{leaks.get('test_in_train', 0):,} of the {leaks.get('test_rows', 0):,} test images in the training data"
+    if leaks.get("test_in_train"):
+        text += ": the scores are leaks, not skill"
+    across = leaks.get("duplicates_across_folds")
+    return text + ("" if across is None else f"; {across:,} training images with a copy in another fold")
+
+
 def report_html(record: dict, pictures: Sequence[tuple[str, bytes]] = (), kaggle: dict | None = None) -> str:
     """Returns the HTML page of a run.
 
@@ -74,6 +84,7 @@ def report_html(record: dict, pictures: Sequence[tuple[str, bytes]] = (), kaggle
          else "- (the test split has no labels)"),
         ("minutes", "-" if seconds is None else f"{seconds / 60:.1f}"),
         ("submission", record.get("submission")),
+        ("leak check", _leaks_text(record.get("leaks"))),
         ("Kaggle", "not submitted" if kaggle is None else
          f"submitted {kaggle.get('submitted_at') or ''}, public score "
          f"{'pending' if kaggle.get('public_score') is None else kaggle['public_score']}"),
@@ -170,7 +181,15 @@ def write_report(record_path: Path, out_path: Path | None = None) -> Path:
     record = records.read_record(record_path)
     if not records.is_run_record(record):
         raise KitError(f"{record_path} is not a run record; give a run's .json as `python -m src runs` lists them.")
-    kaggle = submission.read_submissions_log(record_path.parent).get(str(record.get("submission")))
-    page = report_html(record, run_pictures(record_path, record), kaggle)
+    submissions = submission.read_submissions_log(record_path.parent)
+    kaggle = runs_table.submission_of(record, submissions)
+    pictures = run_pictures(record_path, record)
+    if kaggle is not None and kaggle.get("public_score") is not None:
+        # The folder's submitted runs, CV against public score, this run marked: does Kaggle agree with its CV?
+        rows = runs_table.runs_table([found for _, found in records.find_records(record_path.parent)], submissions)[1]
+        points = runs_table.cv_public_points(rows)
+        if points:
+            pictures.append((plots.CV_VS_PUBLIC, plots.png_bytes(plots.cv_vs_public_figure(points, record["run"]))))
+    page = report_html(record, pictures, kaggle)
     target = Path(out_path) if out_path is not None else record_path.with_suffix(".html")
     return files.write_text(target, page)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src import config
+from src.records import leaked_test_images
 from src.errors import KitError
 
 RUNS_FORMATS = ("table", "csv", "markdown")
@@ -48,8 +49,8 @@ def runs_table(records: Sequence[dict], submissions: dict[str, dict] | None = No
         `(settings, rows)`: the config keys whose values differ between the kept runs (`"data"` too when
         they read different data), and one dict per run with `run`, `kernel`, `model`, `settings`
         (key -> value), `folds`, `cv_mean`, `cv_std` (None without k-fold), `test_accuracy`, `minutes`,
-        `submitted` (bool) and `public_score`. Runs with a CV score come first, by CV mean; then the others
-        by test accuracy.
+        `submitted` (bool), `public_score` and `test_leaks` (test images its training data held, see
+        `src.leaks`). Runs with a CV score come first, by CV mean; then the others by test accuracy.
     """
     submissions = submissions or {}
     kept = [record for record in records
@@ -69,7 +70,7 @@ def runs_table(records: Sequence[dict], submissions: dict[str, dict] | None = No
         # With one fold, cv_mean holds the test accuracy (nothing else was held out): not a CV score.
         cross_validated = isinstance(folds, int) and folds > 1 and _number(record.get("cv_mean")) is not None
         seconds = _number(record.get("seconds"))
-        submitted = submissions.get(str(record.get("submission")))
+        submitted = submission_of(record, submissions)
         values = {key: config.get(key) for key in settings if key != "data"}
         if "data" in settings:
             values["data"] = _data_label(record)
@@ -85,6 +86,7 @@ def runs_table(records: Sequence[dict], submissions: dict[str, dict] | None = No
             "minutes": None if seconds is None else seconds / 60,
             "submitted": submitted is not None,
             "public_score": _number(submitted.get("public_score")) if submitted else None,
+            "test_leaks": leaked_test_images(record),
         })
 
     def rank(row: dict):
@@ -96,7 +98,25 @@ def runs_table(records: Sequence[dict], submissions: dict[str, dict] | None = No
     return settings, sorted(rows, key=rank)
 
 
-def _display_cells(settings: list[str], row: dict) -> list[str]:
+def submission_of(record: dict, submissions: dict[str, dict]) -> dict | None:
+    """Returns a run's entry in a folder's submissions log (`submission.read_submissions_log`), or None.
+
+    A run's own CSV is logged under its name; a kernel output's `submission.csv` under that name, with the run's
+    name beside it.
+    """
+    entry = submissions.get(str(record.get("submission")))
+    if entry is None:
+        entry = next((entry for entry in submissions.values() if entry.get("run") == record.get("run")), None)
+    return entry
+
+
+def cv_public_points(rows: Sequence[dict]) -> list[tuple[str, float, float]]:
+    """Returns `(run, CV accuracy, public score)` of the rows (`runs_table`'s) that have both, for the picture."""
+    return [(row["run"], row["cv_mean"], row["public_score"]) for row in rows
+            if row["cv_mean"] is not None and row["public_score"] is not None]
+
+
+def _display_cells(settings: list[str], row: dict, leak_column: bool) -> list[str]:
     def score(value):
         return "-" if value is None else f"{value:.4f}"
 
@@ -104,10 +124,13 @@ def _display_cells(settings: list[str], row: dict) -> list[str]:
     kaggle = "no"
     if row["submitted"]:
         kaggle = "yes" if row["public_score"] is None else f"yes {row['public_score']:.5f}"
-    return [row["run"], row["kernel"], _setting_text(row["model"]),
-            *(_setting_text(row["settings"].get(key)) for key in settings),
-            _setting_text(row["folds"]) or "-", cv, score(row["test_accuracy"]),
-            "-" if row["minutes"] is None else f"{row['minutes']:.1f}", kaggle]
+    cells = [row["run"], row["kernel"], _setting_text(row["model"]),
+             *(_setting_text(row["settings"].get(key)) for key in settings),
+             _setting_text(row["folds"]) or "-", cv, score(row["test_accuracy"]),
+             "-" if row["minutes"] is None else f"{row['minutes']:.1f}", kaggle]
+    if leak_column:
+        cells.append(f"{row['test_leaks']:,} test images" if row["test_leaks"] else "")
+    return cells
 
 
 def format_runs_table(settings: list[str], rows: list[dict], output_format: str = "table") -> str:
@@ -127,7 +150,7 @@ def format_runs_table(settings: list[str], rows: list[dict], output_format: str 
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["run", "kernel", "model", *settings, "folds", "cv_mean", "cv_std", "test_accuracy",
-                         "minutes", "kaggle_submitted", "public_score"])
+                         "minutes", "kaggle_submitted", "public_score", "test_leaks"])
         for row in rows:
             writer.writerow([row["run"], row["kernel"], _setting_text(row["model"]),
                              *(_setting_text(row["settings"].get(key)) for key in settings),
@@ -135,10 +158,13 @@ def format_runs_table(settings: list[str], rows: list[dict], output_format: str 
                              *("" if row[key] is None else f"{row[key]:.6g}"
                                for key in ("cv_mean", "cv_std", "test_accuracy", "minutes")),
                              "yes" if row["submitted"] else "no",
-                             "" if row["public_score"] is None else f"{row['public_score']:g}"])
+                             "" if row["public_score"] is None else f"{row['public_score']:g}", row["test_leaks"]])
         return buffer.getvalue()
-    header = ["run", "kernel", "model", *settings, "folds", "cv accuracy", "test accuracy", "minutes", "kaggle"]
-    body = [_display_cells(settings, row) for row in rows]
+    # A run whose training data held test images gets a column of its own: its scores are leaks, not skill.
+    leak_column = any(row["test_leaks"] for row in rows)
+    header = ["run", "kernel", "model", *settings, "folds", "cv accuracy", "test accuracy", "minutes", "kaggle",
+              *(["leak"] if leak_column else [])]
+    body = [_display_cells(settings, row, leak_column) for row in rows]
     if output_format == "markdown":
         lines = [header, ["---"] * len(header), *body]
         return "".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |\n" for line in lines)

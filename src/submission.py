@@ -1,7 +1,9 @@
 """Submissions: labels to `ImageId,Label`, validation, atomic never-overwriting writes, and the log of submits.
 
 `make submit` adds a line to `kaggle-submissions.jsonl` beside the submitted file (one JSON object a line:
-`{"file": <csv name>, "message": ..., "submitted_at": <UTC ISO>, "public_score": null}`); `make runs` reads it.
+`{"file": <csv name>, "message": ..., "submitted_at": <UTC ISO>, "public_score": null}`, and `"run"` when the
+file's run record is known); `make scores` fills in `public_score` and Kaggle's `status` and `ref`; `make runs`
+reads it.
 """
 
 import csv
@@ -135,22 +137,18 @@ def write_submission(labels: np.ndarray, path: str | os.PathLike, expected_rows:
 # --- the log of submissions -----------------------------------------------------------------------
 
 
-def read_submissions_log(folder: Path) -> dict[str, dict]:
-    """Reads what `make submit` recorded in `<folder>/kaggle-submissions.jsonl`.
-
-    Returns:
-        The submission of each CSV file name: its latest entry with a public score, else its latest entry.
-        Empty when nothing was submitted.
-    """
-    path = Path(folder) / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+def submissions_log_entries(log: Path) -> list[dict]:
+    """Returns every entry of a `kaggle-submissions.jsonl`, oldest first; lines that are not one are skipped
+    with a one-line warning. Empty when the log does not exist."""
+    log = Path(log)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = log.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        return {}
+        return []
     except (OSError, ValueError) as error:
-        logger.warning("skipping %s: not readable (%s)", path, error)
-        return {}
-    submissions: dict[str, dict] = {}
+        logger.warning("skipping %s: not readable (%s)", log, error)
+        return []
+    entries = []
     for line_number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -159,19 +157,39 @@ def read_submissions_log(folder: Path) -> dict[str, dict]:
         except ValueError:
             entry = None
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            logger.warning("skipping %s line %d: not a submission entry with a file name", path, line_number)
+            logger.warning("skipping %s line %d: not a submission entry with a file name", log, line_number)
             continue
+        entries.append(entry)
+    return entries
+
+
+def read_submissions_log(folder: Path) -> dict[str, dict]:
+    """Reads what `make submit` recorded in `<folder>/kaggle-submissions.jsonl`.
+
+    Returns:
+        The submission of each CSV file name: its latest entry with a public score, else its latest entry.
+        Empty when nothing was submitted.
+    """
+    submissions: dict[str, dict] = {}
+    for entry in submissions_log_entries(Path(folder) / paths.KAGGLE_SUBMISSIONS_LOG_NAME):
         earlier = submissions.get(entry["file"])
         if earlier is None or entry.get("public_score") is not None or earlier.get("public_score") is None:
             submissions[entry["file"]] = entry
     return submissions
 
 
-def append_submissions_log(file: Path, message: str, submitted_at: str) -> Path:
+def write_submissions_log(log: Path, entries: list[dict]) -> Path:
+    """Rewrites a `kaggle-submissions.jsonl` with `entries`, one JSON object a line, atomically."""
+    return files.write_text(Path(log), "".join(json.dumps(entry) + "\n" for entry in entries))
+
+
+def append_submissions_log(file: Path, message: str, submitted_at: str, run: str | None = None,
+                           ref: int | None = None) -> Path:
     """Adds a submission to `<folder of file>/kaggle-submissions.jsonl`, rewriting the file atomically.
 
-    Each line is `{"file": <csv name>, "message": ..., "submitted_at": <UTC ISO>, "public_score": null}`;
-    the score is null until it is known.
+    Each line is `{"file": <csv name>, "message": ..., "submitted_at": <UTC ISO>, "public_score": null}`, with
+    `"run"` when the file's run is known and `"ref"` when Kaggle numbered the submission; the score is null until
+    `make scores` fetches it.
 
     Returns:
         The log's path.
@@ -185,6 +203,9 @@ def append_submissions_log(file: Path, message: str, submitted_at: str) -> Path:
         raise KitError(f"Cannot read {log} ({error}); move it away and submit again.") from None
     if existing and not existing.endswith("\n"):
         existing += "\n"
-    line = json.dumps({"file": Path(file).name, "message": message, "submitted_at": submitted_at,
-                       "public_score": None})
-    return files.write_text(log, existing + line + "\n")
+    entry = {"file": Path(file).name, "message": message, "submitted_at": submitted_at, "public_score": None}
+    if run is not None:
+        entry["run"] = run
+    if ref is not None:
+        entry["ref"] = ref
+    return files.write_text(log, existing + json.dumps(entry) + "\n")

@@ -27,8 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from src import (custom_loop, data, distribute, finish, fitting, folds, layout, optimizers, paths, prediction,
-                 records, restore, results, runs)
+from src import (custom_loop, data, distribute, finish, fitting, folds, layout, leaks, optimizers, paths,
+                 prediction, records, restore, results, runs)
 from src.config import RunConfig
 from src.errors import KitError
 
@@ -93,15 +93,14 @@ class TrainingRun:
             # Every worker trains, but only the chief writes; the others checkpoint into a folder they delete.
             self.scratch = Path(tempfile.mkdtemp(prefix=f"digit-kit-worker-{self.distribution.worker_index}-"))
             out_dir, self.logs_root = self.scratch, self.scratch / "logs"
+        self.saved_models = restore.restorable_models(Path(flags.restore)) if flags.restore else []
+        self.splits = [] if flags.restore else folds.fold_splits(dataset.y_train, flags.folds, flags.seed)
+        self.leaks = leaks.check_leaks(dataset, self.splits)  # test images in the training data, copies across folds
         if flags.restore:
-            self.saved_models = restore.restorable_models(Path(flags.restore))
-            self.splits = []
             self.run = runs.start_run(flags.kernel, out_dir)
             logger.info("run: %s (restoring %d saved model%s of %s, %s)", self.run.workdir, len(self.saved_models),
                         "" if len(self.saved_models) == 1 else "s", flags.model, flags.restore)
             return
-        self.saved_models = []
-        self.splits = folds.fold_splits(dataset.y_train, flags.folds, flags.seed)
         # A multi-worker run starts afresh: its workers would all have to resume the same fold and epoch.
         identity = runs.run_identity(flags, self.data_sha256) if self.distribution.workers == 1 else None
         self.run = runs.start_run(flags.kernel, out_dir, identity=identity, restart=flags.restart)
@@ -237,7 +236,8 @@ class TrainingRun:
         distribution = self.distribution
         extra = {"distribution": {"strategy": distribution.kind, "requested": distribution.requested,
                                   "replicas": distribution.replicas, "workers": distribution.workers,
-                                  "global_batch_size": distribution.global_batch_size(self.flags.batch_size)}}
+                                  "global_batch_size": distribution.global_batch_size(self.flags.batch_size)},
+                 "leaks": self.leaks}
         if self.flags.restore:
             extra["restored_from"] = str(self.flags.restore)
         record = finish.finish_run(self.run, ensemble, config=self.flags.to_dict(),

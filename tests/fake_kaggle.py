@@ -7,9 +7,13 @@ as Kaggle answers them). The CLI is pointed at it with `KAGGLE_API_ENVIRONMENT=L
 requests whose path is the whole URL. URLs it hands out (uploads, downloads) are `http://localhost/...` too.
 
 Everything it receives is kept in `requests` and `uploads`; `fail()` switches a method to an HTTP error.
+A kernel's runs go through the states `queue_statuses()` lists, one a status call; the submissions it accepted
+are listed back (`ListSubmissions`) with the public score `score_submissions()` gives them; a pushed kernel is
+pulled back (`GetKernel`) with the machine it asked for, or the one `run_on()` says Kaggle chose.
 """
 
 import base64
+import datetime as dt
 import email.utils
 import json
 import threading
@@ -75,6 +79,13 @@ class FakeKaggle:
         self.kernel_log = '[{"stream_name":"stdout","time":1.0,"data":"done\\n"}]'
         self.push_error: str | None = None
         self.versions: dict[str, int] = {}
+        # Per kernel slug (None: every kernel), the states its next status calls answer, the last one staying.
+        self.status_queues: dict[str | None, list[str]] = {}
+        self.pushed: dict[str, dict] = {}
+        self.machine_ran: str | None = None
+        self.submissions: list[dict] = []
+        self.public_score: str | None = None
+        self._upload_names: dict[str, str] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -84,6 +95,22 @@ class FakeKaggle:
     def fail(self, method: str, status: int) -> None:
         """Answers every later call of `method` (or `"*"` for all) with HTTP `status`."""
         self.failures[method] = status
+
+    def queue_statuses(self, *statuses: str, slug: str | None = None, failure_message: str | None = None) -> None:
+        """Makes the next status calls (of kernel `slug`, or of every kernel) answer `statuses` in turn, e.g.
+        `"QUEUED", "RUNNING", "COMPLETE"`; the last one stays. `failure_message` comes with an `ERROR`."""
+        self.status_queues[slug] = list(statuses)
+        self.kernel_failure_message = failure_message
+
+    def score_submissions(self, public_score: str | None) -> None:
+        """Scores every submission Kaggle accepted (and later ones) with `public_score`, e.g. `"0.99128"`."""
+        self.public_score = public_score
+        for entry in self.submissions:
+            entry.update(status="COMPLETE", publicScore=public_score)
+
+    def run_on(self, machine_shape: str | None) -> None:
+        """Makes Kaggle keep every pushed kernel on `machine_shape`, whatever it asked for (None: what it asked)."""
+        self.machine_ran = machine_shape
 
     def received(self, method: str) -> list[dict]:
         """Returns the JSON bodies of the calls of `method`, oldest first."""
@@ -131,6 +158,7 @@ class FakeKaggle:
             with self._lock:
                 self.versions[slug] = self.versions.get(slug, 0) + 1
                 version = self.versions[slug]
+                self.pushed[slug] = body
             if self.push_error:
                 return 200, {"error": self.push_error}, {}
             return 200, {
@@ -140,10 +168,17 @@ class FakeKaggle:
                 "kernelId": 4242,
             }, {}
         if service == KERNELS and method == "GetKernelSessionStatus":
-            answer = {"status": self.kernel_statuses.get(body.get("kernelSlug"), self.kernel_status)}
-            if self.kernel_failure_message:
+            slug = body.get("kernelSlug")
+            with self._lock:
+                queue = self.status_queues.get(slug, self.status_queues.get(None))
+                status = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else \
+                    self.kernel_statuses.get(slug, self.kernel_status)
+            answer = {"status": status}
+            if self.kernel_failure_message and (not queue or status == "ERROR"):
                 answer["failureMessage"] = self.kernel_failure_message
             return 200, answer, {}
+        if service == KERNELS and method == "GetKernel":
+            return self._kernel(f"{body.get('userName')}/{body.get('kernelSlug')}")
         if service == KERNELS and method == "ListKernelSessionOutput":
             slug = body.get("kernelSlug")
             if slug in self.kernel_outputs_by_slug:
@@ -154,12 +189,26 @@ class FakeKaggle:
                      for name in sorted(self.kernel_outputs)]
             return 200, {"files": files, "log": self.kernel_log}, {}
         if service == COMPETITIONS and method == "StartSubmissionUpload":
-            token = f"blob-{len(self.uploads) + 1}"
+            with self._lock:
+                token = f"blob-{len(self._upload_names) + 1}"
+                self._upload_names[token] = body.get("fileName")
             return 200, {"token": token, "createUrl": f"http://localhost/upload/{token}"}, {}
         if service == COMPETITIONS and method == "CreateSubmission":
-            if body.get("blobFileTokens") not in self.uploads:
+            token = body.get("blobFileTokens")
+            if token not in self.uploads:
                 return 400, {"code": 400, "message": "Unknown blob token"}, {}
-            return 200, {"message": "Successfully submitted to Digit Recognizer", "ref": 31337}, {}
+            with self._lock:
+                ref = 31337 + len(self.submissions)
+                self.submissions.append({
+                    "ref": ref, "fileName": self._upload_names.get(token),
+                    "date": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds")
+                    + "Z", "description": body.get("submissionDescription"),
+                    "status": "COMPLETE" if self.public_score else "PENDING", "publicScore": self.public_score,
+                })
+            return 200, {"message": "Successfully submitted to Digit Recognizer", "ref": ref}, {}
+        if service == COMPETITIONS and method == "ListSubmissions":
+            # Newest first, as Kaggle lists them.
+            return 200, {"submissions": [dict(entry) for entry in reversed(self.submissions)]}, {}
         if service == COMPETITIONS and method == "GetSubmissionLimits":
             return 200, {"numToday": 1, "numTotal": 1, "numAllowedNow": 4}, {}
         if service == COMPETITIONS and method == "DownloadDataFiles":
@@ -168,6 +217,27 @@ class FakeKaggle:
                 return 404, {"code": 404, "message": "NotFound"}, {}
             return 302, {}, {"Location": f"http://localhost/files/{name}"}
         return 404, {"code": 404, "message": "NotFound"}, {}
+
+    def _kernel(self, ref: str) -> tuple[int, dict, dict]:
+        """`GetKernel` (what `kaggle kernels pull` asks): the pushed source and its metadata, as Kaggle keeps it."""
+        pushed = self.pushed.get(ref)
+        if pushed is None:
+            return 404, {"code": 404, "message": "NotFound"}, {}
+        owner, _, slug = ref.partition("/")
+        metadata = {
+            "id": 4242, "ref": ref, "title": pushed.get("newTitle"), "author": owner, "slug": slug,
+            "language": pushed.get("language"), "kernelType": pushed.get("kernelType"),
+            "isPrivate": pushed.get("isPrivate"), "enableGpu": pushed.get("enableGpu"),
+            "enableTpu": pushed.get("enableTpu"), "enableInternet": pushed.get("enableInternet"),
+            "competitionDataSources": pushed.get("competitionDataSources", []),
+            "currentVersionNumber": self.versions.get(ref),
+        }
+        shape = self.machine_ran or pushed.get("machineShape")
+        if shape:
+            metadata["machineShape"] = shape
+        blob = {"source": pushed.get("text"), "language": pushed.get("language"),
+                "kernelType": pushed.get("kernelType"), "slug": slug}
+        return 200, {"metadata": metadata, "blob": blob}, {}
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -7,6 +7,7 @@ folders.
 """
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from conftest import make_arrays, run_kernel, write_competition
 from kaggle_fixtures import FAKE_USERNAME, KERNEL
 from src import cli, collect, data, folds, paths, results, sample
 from src.errors import KitError
-from src.kaggle import bundle, kernels
+from src.kaggle import bundle, kernels, watch
 
 pytest_plugins = ["kaggle_fixtures"]
 
@@ -132,6 +133,38 @@ def test_collect_of_unfinished_or_mismatched_folds_writes_nothing(folds_run_apar
     path.write_text(json.dumps(changed))
     with pytest.raises(KitError, match="Fold 1 .* ran with epochs=7 but fold 0 with epochs=2"):
         collect.collect(KERNEL, data_path=str(competition), out_dir=tmp_path / "blend")
+    assert not (tmp_path / "blend").exists()
+
+
+def test_watch_folds_waits_for_every_fold_then_collects_them(folds_run_apart, monkeypatch, tmp_path, caplog):
+    competition, _, _ = folds_run_apart
+    script = {fold_slug(0): ["running", "complete"], fold_slug(1): ["queued", "running", "running", "complete"]}
+
+    def status_of(ref, name, push_command=None):
+        states = script[ref.split("/")[1]]
+        return kernels.KernelStatus(ref=ref, status=states.pop(0) if len(states) > 1 else states[0])
+
+    monkeypatch.setattr(kernels, "status_of", status_of)
+    pauses = []
+    pace = watch.Pace(clock=lambda: sum(pauses), sleep=pauses.append)
+    with caplog.at_level(logging.INFO, logger="src"):
+        record = collect.watch_folds(KERNEL, NUM_FOLDS, data_path=str(competition), out_dir=tmp_path / "blend",
+                                     pace=pace)
+
+    lines = [entry.getMessage() for entry in caplog.records]
+    assert f"{FAKE_USERNAME}/{fold_slug(1)}: complete (0m20s)" in lines
+    assert record["config"]["folds"] == NUM_FOLDS and record["submitted"] is None
+    assert Path(record["outputs"]["submission"]).parent == tmp_path / "blend"
+    assert record["leaks"] == {"test_in_train": 0, "test_rows": 30, "train_duplicates": 0, "duplicates_across_folds": 0}
+
+
+def test_watch_folds_of_a_failed_fold_says_why_and_collects_nothing(folds_run_apart, monkeypatch, tmp_path):
+    competition, _, statuses = folds_run_apart
+    statuses[fold_slug(1)] = "error"
+    monkeypatch.setattr(kernels, "log_tail", lambda ref, name: ["Traceback", "MemoryError"])
+    with pytest.raises(KitError, match=f"Kaggle's run of {FAKE_USERNAME}/{fold_slug(1)} ended in error"):
+        collect.watch_folds(KERNEL, NUM_FOLDS, data_path=str(competition), out_dir=tmp_path / "blend",
+                            pace=watch.Pace(clock=lambda: 0.0, sleep=lambda seconds: None))
     assert not (tmp_path / "blend").exists()
 
 

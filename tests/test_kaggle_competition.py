@@ -36,8 +36,9 @@ def test_submit_uploads_the_file_and_logs_each_submission(fake_kaggle, competiti
 
     lines = (competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME).read_text().splitlines()
     entries = [json.loads(line) for line in lines]
-    assert [list(entry) for entry in entries] == [["file", "message", "submitted_at", "public_score"]] * 2
+    assert [list(entry) for entry in entries] == [["file", "message", "submitted_at", "public_score", "ref"]] * 2
     assert [entry["message"] for entry in entries] == ["first try", "second try"]
+    assert [entry["ref"] for entry in entries] == [31337, 31338]
     assert all(entry["file"] == competition_csv.name and entry["public_score"] is None for entry in entries)
     stamp = dt.datetime.fromisoformat(entries[0]["submitted_at"])
     assert stamp.utcoffset() == dt.timedelta(0)
@@ -118,3 +119,57 @@ def test_make_submit_works_against_the_fake_server(fake_kaggle, competition_csv)
     assert fake_kaggle.received("CreateSubmission")[0]["submissionDescription"] == "from make"
     refused = make("submit", "FILE=", "MESSAGE=x")
     assert refused.returncode != 0 and refused.stderr.startswith("error: No submission file given")
+
+
+# --- the leak guard ---------------------------------------------------------------------------------
+
+
+def leaking_record(csv_path: Path, test_in_train: int = 27_990) -> dict:
+    """Writes beside `csv_path` the record of the run that wrote it, its training data holding test images."""
+    run = csv_path.stem
+    record = {"run": run, "kernel": "mnist-cnn", "config": {"kernel": "mnist-cnn", "folds": 5},
+              "submission": csv_path.name, "cv_mean": 0.9995,
+              "leaks": {"test_in_train": test_in_train, "test_rows": 28_000, "train_duplicates": 0,
+                        "duplicates_across_folds": 0}}
+    (csv_path.parent / f"{run}.json").write_text(json.dumps(record))
+    return record
+
+
+def test_submit_refuses_a_leaking_run_in_one_line_before_calling_kaggle(fake_kaggle, competition_csv, capsys):
+    leaking_record(competition_csv)
+    # Kaggle's copy of the run's CSV in its output folder is found by its bytes.
+    kernel_output = competition_csv.parent / paths.KAGGLE_SUBMISSION_NAME
+    kernel_output.write_bytes(competition_csv.read_bytes())
+
+    for path in (competition_csv, kernel_output):
+        assert cli.main(["submit", str(path), "-m", "leak"]) == console.EXIT_USAGE
+        err = capsys.readouterr().err
+        expected = (f"error: Refusing to submit {path}: run {competition_csv.stem} trained on data holding 27,990 of "
+                    "the 28,000 test images")
+        assert err.count("\n") == 1 and err.startswith(expected)
+        assert "--allow-leak" in err and "ALLOW_LEAK=1" in err
+    assert fake_kaggle.requests == []
+    assert not (competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME).exists()
+
+
+def test_submit_of_a_run_without_leaks_is_not_refused(fake_kaggle, competition_csv, monkeypatch):
+    leaking_record(competition_csv, test_in_train=0)
+    monkeypatch.setattr(competition, "run_cli", lambda arguments, what: "Submission ref: 7\nSuccessfully submitted")
+    result = competition.submit(competition_csv, "clean")
+    assert result.ref == 7
+    logged = json.loads((competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME).read_text())
+    assert (logged["run"], logged["ref"]) == (competition_csv.stem, 7)
+
+
+def test_submit_with_allow_leak_submits_and_logs_the_run(fake_kaggle, competition_csv, monkeypatch, capsys):
+    leaking_record(competition_csv)
+    asked = []
+    # The kaggle CLI's part of a submission is tested above; here, only that the refusal is lifted.
+    monkeypatch.setattr(competition, "run_cli", lambda arguments, what: asked.append(arguments) or
+                        "Submission ref: 31337\nSuccessfully submitted to Digit Recognizer")
+    assert cli.main(["submit", str(competition_csv), "-m", "leak, knowingly", "--allow-leak"]) == 0
+
+    assert asked[0][-2:] == ["-m", "leak, knowingly"]
+    logged = json.loads((competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME).read_text())
+    assert (logged["run"], logged["ref"], logged["public_score"]) == (competition_csv.stem, 31337, None)
+    assert "`make scores` brings its public score home" in capsys.readouterr().out

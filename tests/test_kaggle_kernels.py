@@ -2,6 +2,7 @@
 to a fake Kaggle API on a loopback port."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -73,13 +74,35 @@ def test_push_public_publishes_the_kernel_and_only_then(fake_kaggle, kit_dirs):
 
 
 @pytest.mark.slow
-def test_push_with_an_accelerator_asks_kaggle_for_its_machine(fake_kaggle, capsys):
+def test_push_with_an_accelerator_asks_kaggle_for_its_machine_and_reads_it_back(fake_kaggle, capsys):
     for accelerator in ("gpu", "tpu", "none"):
         assert cli.main(["push", KERNEL, "--accelerator", accelerator]) == 0
     sent = [(body["enableGpu"], body["enableTpu"], body.get("machineShape"))
             for body in fake_kaggle.received("SaveKernel")]
     assert sent == [(True, False, "NvidiaTeslaT4"), (False, True, "TpuV5E8"), (False, False, None)]
-    assert f"pushed {REF} version 3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"pushed {REF} version 3" in out and "Kaggle keeps" not in out
+    # `kaggle kernels pull -m` after each push that asked for a machine: Kaggle kept what was asked.
+    assert fake_kaggle.received("GetKernel") == [{"userName": FAKE_USERNAME, "kernelSlug": f"digit-kit-{KERNEL}"}] * 2
+
+
+@pytest.mark.slow
+def test_push_says_when_kaggle_keeps_the_kernel_on_another_machine(fake_kaggle, caplog):
+    fake_kaggle.run_on("NvidiaTeslaT4")
+    with caplog.at_level(logging.WARNING, logger="src"):
+        result = kernels.push(KERNEL, accelerator="NvidiaL4")
+
+    assert (result.machine_shape, result.kept_machine_shape) == ("NvidiaL4", "NvidiaTeslaT4")
+    assert fake_kaggle.received("SaveKernel")[0]["machineShape"] == "NvidiaL4"
+    assert fake_kaggle.received("SaveKernel")[0]["enableGpu"] is True
+    assert any(record.getMessage().startswith(f"warning: Kaggle keeps {REF} on NvidiaTeslaT4, not on NvidiaL4 as "
+                                              "pushed (a known Kaggle issue") for record in caplog.records)
+
+
+def test_push_of_a_retired_machine_names_its_successor_before_calling_kaggle(fake_kaggle, capsys):
+    assert cli.main(["push", KERNEL, "--accelerator", "NvidiaTeslaP100"]) == console.EXIT_USAGE
+    assert "Kaggle retired it; use 'NvidiaTeslaT4'. Received: accelerator='NvidiaTeslaP100'" in capsys.readouterr().err
+    assert fake_kaggle.requests == []
 
 
 @pytest.mark.slow
@@ -108,7 +131,8 @@ def test_push_folds_pushes_one_kernel_per_fold_that_carries_its_index(fake_kaggl
         assert FAKE_KEY not in body["text"]
     out = capsys.readouterr().out
     assert f"pushed {FAKE_USERNAME}/{fold_slug(2)} version 1" in out
-    assert f"`make collect KERNEL={KERNEL}` blends them" in out
+    assert f"`make watch-folds KERNEL={KERNEL} FOLDS=3` waits for all 3 and blends them" in out
+    assert len(fake_kaggle.received("GetKernel")) == 1  # the folds' machine is read back once
 
 
 def test_push_folds_needs_two_folds_or_more(fake_kaggle):
@@ -122,11 +146,11 @@ def test_push_folds_failing_midway_names_the_folds_pushed(fake_kaggle, monkeypat
     pushed = []
     push_bundle = kernels.push_bundle
 
-    def push_twice(target):
+    def push_twice(target, **options):
         if len(pushed) == 2:
             fake_kaggle.fail("SaveKernel", 503)
         pushed.append(target.name)
-        return push_bundle(target)
+        return push_bundle(target, **options)
 
     monkeypatch.setattr(kernels, "push_bundle", push_twice)
     with pytest.raises(KitError, match=r"5xx.*\(Folds 0-1 were pushed; push them all again.\)"):
@@ -211,3 +235,10 @@ def test_make_passes_folds_accelerator_and_public_on():
     assert "-m src push-folds kernels/mnist-cnn --folds 5 --public" in \
         dry_run("push-folds", "KERNEL=mnist-cnn", "PUBLIC=1")
     assert "-m src bundle kernels/mnist-cnn --public" in dry_run("bundle", "KERNEL=mnist-cnn", "PUBLIC=1")
+    assert "-m src push kernels/mnist-cnn --format notebook" in dry_run("push", "KERNEL=mnist-cnn", "FORMAT=notebook")
+    assert "-m src notebook kernels/mnist-cnn" in dry_run("notebook", "KERNEL=mnist-cnn")
+    assert '-m src watch kernels/mnist-cnn --submit "first try" --allow-leak' in \
+        dry_run("watch", "KERNEL=mnist-cnn", "MESSAGE=first try", "ALLOW_LEAK=1")
+    assert "-m src watch-folds kernels/mnist-cnn --folds 3" in dry_run("watch-folds", "KERNEL=mnist-cnn", "FOLDS=3")
+    assert "--allow-leak" in dry_run("submit", "FILE=a.csv", "MESSAGE=m", "ALLOW_LEAK=1")
+    assert "-m src scores" in dry_run("scores")

@@ -1,6 +1,7 @@
 """src.kaggle.metadata: the checks of kernel-metadata.json, the owner filled in, accelerators and fold kernels."""
 
 import json
+import re
 
 import pytest
 
@@ -111,7 +112,8 @@ def test_with_accelerator_sets_a_checked_machine(kernel_copy, accelerator, expec
         {"machine_shape": None, **expected}
     assert metadata.check_metadata(changed, kernel_copy) == changed
     assert metadata.with_accelerator(read, None) == read
-    with pytest.raises(KitError, match="choose one of none, gpu, tpu. Received: accelerator='v100'"):
+    with pytest.raises(KitError, match=r"choose one of none, gpu, tpu or a machine shape \(NvidiaTeslaT4, "
+                                       r".*TpuV6E8\)\. Received: accelerator='v100'"):
         metadata.with_accelerator(read, "v100")
 
 
@@ -132,3 +134,37 @@ def test_kernel_dir_finds_a_kernel_by_folder_or_name_and_names_the_known_ones(ke
     assert metadata.kernel_dir(kernel_copy) == kernel_copy
     with pytest.raises(KitError, match=f"No kernel at nothing-here .*Known kernels: .*{KERNEL}"):
         metadata.kernel_dir("nothing-here")
+
+
+@pytest.mark.parametrize("shape", metadata.MACHINE_SHAPES)
+def test_every_documented_machine_shape_is_accepted_as_an_accelerator(kernel_copy, shape):
+    changed = metadata.with_accelerator(metadata.read_metadata(kernel_copy), shape)
+    gpu = shape in metadata.GPU_MACHINE_SHAPES
+    assert (changed["enable_gpu"], changed["enable_tpu"], changed["machine_shape"]) == (gpu, not gpu, shape)
+    assert metadata.check_metadata(changed, kernel_copy) == changed
+
+
+@pytest.mark.parametrize("retired, named", [
+    ("NvidiaTeslaP100", "Kaggle retired it; use 'NvidiaTeslaT4'"),
+    ("Tpu1VmV38", "Kaggle retired it; use 'TpuV5E8'"),
+    ("TpuV232", "runs such kernels with no accelerator; remove machine_shape"),
+])
+def test_a_retired_machine_names_its_successor_in_the_metadata_and_as_an_accelerator(kernel_copy, retired, named):
+    read = metadata.read_metadata(kernel_copy)
+    with pytest.raises(KitError, match=named):
+        metadata.with_accelerator(read, retired)
+    with pytest.raises(KitError, match=named):
+        metadata.check_metadata({**read, "enable_gpu": True, "machine_shape": retired}, kernel_copy)
+
+
+def test_the_machines_cover_what_the_installed_kaggle_cli_documents():
+    from kaggle import cli as kaggle_cli
+    from kaggle.api import kaggle_api_extended
+
+    named = re.findall(r"'(\w+)'", kaggle_cli.Help.param_kernel_acc)
+    assert named and all(shape in metadata.MACHINE_SHAPES or shape in metadata.RETIRED_MACHINE_SHAPES
+                         for shape in named), named
+    assert metadata.ACCELERATORS["gpu"]["machine_shape"] in named and "TpuV5E8" in named
+    # The CLI's own list of retired machines (it warns about them): the kit names a successor for each.
+    retired = getattr(kaggle_api_extended, "_RETIRED_ACCELERATORS", {})
+    assert {shape.lower() for shape in retired} <= {shape.lower() for shape in metadata.RETIRED_MACHINE_SHAPES}

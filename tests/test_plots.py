@@ -1,5 +1,6 @@
 """Tests of src/plots.py: the numbers behind the pictures, the PNGs, and their wiring into a kernel run."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +51,13 @@ def make_dataset(train_rows: int = 120, test_rows: int = 30, test_labels: bool =
     )
 
 
-def assert_valid_png(path: Path) -> None:
-    """Checks the file is a PNG that decodes, with the pixel size `plots.PICTURE_PIXELS` promises."""
+def assert_valid_png(path: Path, size: tuple[int, int] | None = None) -> None:
+    """Checks the file is a PNG that decodes, with the pixel size `plots.PICTURE_PIXELS` (or `size`) promises."""
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     with Image.open(path) as image:
         image.load()  # decodes every pixel: a truncated file fails here
         assert image.format == "PNG"
-        assert image.size == plots.PICTURE_PIXELS[path.name]
+        assert image.size == (size or plots.PICTURE_PIXELS[path.name])
         # Something was drawn: a blank canvas has one colour.
         assert len(image.convert("L").getcolors(maxcolors=1 << 16)) > 10
 
@@ -201,3 +202,43 @@ def test_real_kernel_run_draws_its_pictures(sample_npz, tmp_path):
     assert [path.name for path in pictures] == list(plots.PICTURE_PIXELS)
     for path in pictures:
         assert_valid_png(path)
+
+
+def fake_ipython(monkeypatch, shown: list, in_a_notebook: bool = True) -> None:
+    """Plays the IPython of a running notebook (`get_ipython()` has a kernel), recording what it displays."""
+    import types
+
+    shell = types.SimpleNamespace(kernel=object()) if in_a_notebook else types.SimpleNamespace()
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: shell
+    ipython.version_info = (9, 0, 0)  # matplotlib asks when IPython is loaded
+    display = types.ModuleType("IPython.display")
+    display.Image = lambda filename: ("image", filename)
+    display.display = shown.append
+    ipython.display = display
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", display)
+
+
+def test_a_run_in_a_notebook_shows_its_pictures_inline(fake_run, npz_path, tmp_path, monkeypatch):
+    shown = []
+    fake_ipython(monkeypatch, shown)
+    record = fake_run(["--data", str(npz_path), "--out", str(tmp_path)])
+    assert shown == [("image", path) for path in record["outputs"]["pictures"]] and len(shown) == 4
+
+
+def test_show_inline_does_nothing_outside_a_notebook(monkeypatch, tmp_path):
+    assert plots.show_inline([tmp_path / "a.png"]) is False
+    shown = []
+    fake_ipython(monkeypatch, shown, in_a_notebook=False)  # a terminal IPython has no kernel
+    assert plots.show_inline([tmp_path / "a.png"]) is False and shown == []
+
+
+def test_cv_vs_public_picture_has_its_size_with_or_without_points(tmp_path):
+    points = [("mnist-cnn-1", 0.9912, 0.99128), ("mnist-fast-2", 0.9925, 0.98857), ("blend-3", 0.9941, 0.9942)]
+    assert_valid_png(plots.draw_cv_vs_public(points, tmp_path / plots.CV_VS_PUBLIC), plots.CV_VS_PUBLIC_PIXELS)
+    figure = plots.cv_vs_public_figure(points[:1], highlight="mnist-cnn-1")
+    axis = figure.axes[0]
+    low, high = axis.get_xlim()
+    assert low < 0.9912 < high and axis.get_ylim() == (low, high)
+    assert plots.png_bytes(plots.cv_vs_public_figure([])).startswith(b"\x89PNG")

@@ -121,3 +121,12 @@ def test_report_command_writes_the_page_and_rejects_foreign_json(fake_run, npz_p
     with pytest.raises(KitError, match="not a run record"):
         report.write_report(tmp_path / "other.json")
     assert records.find_record("other", tmp_path) == tmp_path / "other.json"
+
+
+def test_report_says_what_the_leak_check_found():
+    base = {"run": "r", "kernel": "mnist-cnn", "config": {"folds": 5}, "cv_mean": 0.9999, "cv_std": 0.0}
+    leaking = report.report_html({**base, "leaks": {"test_in_train": 27990, "test_rows": 28000,
+                                                    "duplicates_across_folds": 3}})
+    assert ("27,990 of the 28,000 test images in the training data: the scores are leaks, not skill; 3 training "
+            "images with a copy in another fold") in leaking
+    assert "not checked" in report.report_html(base)

@@ -130,3 +130,26 @@ def test_runs_command_prints_the_table_and_warns_on_stderr(tmp_path, capsys):
     assert out == "" and "match the filter" in err
     assert cli.main(["runs", "--dir", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.startswith("error: No such folder")
+
+
+def test_runs_table_marks_runs_whose_training_data_held_test_images():
+    clean = fake_record("clean", cv_mean=0.99)
+    leaking = {**fake_record("leaking", cv_mean=0.9999), "leaks": {"test_in_train": 27990, "test_rows": 28000}}
+    settings, rows = runs_table.runs_table([clean, leaking])
+    assert [(row["run"], row["test_leaks"]) for row in rows] == [("leaking", 27990), ("clean", 0)]
+
+    table = runs_table.format_runs_table(settings, rows, "table").splitlines()
+    assert table[0].split()[-1] == "leak"
+    assert table[2].endswith("27,990 test images") and not table[3].endswith("images")
+    parsed = list(csv.DictReader(io.StringIO(runs_table.format_runs_table(settings, rows, "csv"))))
+    assert [row["test_leaks"] for row in parsed] == ["27990", "0"]
+    # Without a leaking run the table has no leak column.
+    assert "leak" not in runs_table.format_runs_table(*runs_table.runs_table([clean]), "table")
+
+
+def test_runs_table_finds_a_kernel_outputs_submission_by_its_run():
+    record = fake_record("mnist-cnn-20250101T000000Z", cv_mean=0.99)
+    submissions = {"submission.csv": {"file": "submission.csv", "run": record["run"], "public_score": 0.99128}}
+    _, rows = runs_table.runs_table([record], submissions)
+    assert (rows[0]["submitted"], rows[0]["public_score"]) == (True, 0.99128)
+    assert runs_table.cv_public_points(rows) == [(record["run"], 0.99, 0.99128)]

@@ -3,12 +3,13 @@ files, the fold ensemble, --seeds, --fold-index, both loops), and the API a kern
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import run_kernel
-from src import config, data, flags, folds, models, paths, provenance, results, runs, training
+from conftest import make_arrays, run_kernel
+from src import config, data, flags, folds, models, paths, provenance, results, runs, sample, training
 from src.errors import KitError
 
 TINY = ["--epochs", "1", "--batch-size", "16", "--quiet", "--no-plots"]
@@ -250,3 +251,22 @@ def test_the_record_names_the_commit_the_run_started_from(fake_run, npz_path, tm
 
     assert checkout["state"][0] == "b" * 40
     assert (record["git_commit"], record["git_dirty"]) == ("a" * 40, False)
+
+
+def test_run_records_the_test_images_its_training_data_holds(fake_run, tmp_path, capsys):
+    (x_train, y_train), (x_test, y_test) = make_arrays(train_per_class=6, test_rows=12)
+    x_train[:5] = x_test[:5]  # five test images, copied into the training data
+    # One training image twice, its copies held out by different folds (fake_run trains 3 folds).
+    splits = folds.fold_splits(y_train, 3, config.RunConfig(kernel="mnist-cnn").seed)
+    copy, original = (next(row for row in splits[index][1] if row >= 5) for index in (1, 0))
+    x_train[copy] = x_train[original]
+    leaking = sample.write_npz(tmp_path / "mnist.npz", x_train, y_train, x_test, y_test)
+
+    record = fake_run(["--data", str(leaking), "--out", str(tmp_path / "out"), "--no-plots"])
+
+    assert record["leaks"] == {"test_in_train": 5, "test_rows": 12, "train_duplicates": 1,
+                               "duplicates_across_folds": 2}
+    assert json.loads(Path(record["outputs"]["record"]).read_text())["leaks"] == record["leaks"]
+    out = capsys.readouterr().out
+    assert "warning: 5 of the 12 test images are also in the training data: scores of this run are leaks, not " \
+           "skill\n" in out

@@ -22,6 +22,7 @@ flags = kernel_flags.parse_flags(
     "mnist-cnn", __doc__, model="seed_cnn", optimizer="adadelta", learning_rate=1.0, epochs=12, batch_size=128, folds=5
 )
 
+# %%
 # Imported after the flags, so that --help and a bad flag answer before TensorFlow loads.
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
@@ -33,6 +34,7 @@ dataset = data.load_dataset(flags.data)
 input_shape = layout.input_shape()  # (28, 28, 1), or (1, 28, 28) where channels come first
 
 
+# %%
 def build_model() -> keras.Sequential:
     """The classic Keras MNIST CNN (99.06% after 12 epochs, benchmarks/results.md); `--model NAME` trains another."""
     if flags.model != "seed_cnn":
@@ -60,6 +62,7 @@ def build_optimizer(learning_rate):
     return keras.optimizers.Adadelta(learning_rate=learning_rate, rho=0.95)
 
 
+# %%
 # The run: its folder, lock and record; an interrupted run of the same command resumes where it stopped.
 with training.start_run(flags, dataset) as run:
     for fold in run.folds():  # the stratified folds; fold.learning_rate is flags.learning_rate on its schedule
@@ -75,4 +78,5 @@ with training.start_run(flags, dataset) as run:
     ensemble = run.ensemble()  # the mean of the folds' test probabilities
     record = run.finish(ensemble)  # the submission CSV, the run record, the probabilities and pictures
 
+# %%
 print(finish.summary_line(record), flush=True)

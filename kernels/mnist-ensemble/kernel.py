@@ -38,6 +38,7 @@ flags = kernel_flags.parse_flags(
     batch_size=64,
 )
 
+# %%
 # Imported after the flags, so that --help and a bad flag answer before TensorFlow loads.
 import keras  # noqa: E402
 
@@ -47,6 +48,7 @@ from src import data, finish, layout, models, optimizers, training  # noqa: E402
 dataset = data.load_dataset(flags.data)
 input_shape = layout.input_shape()
 
+# %%
 with training.start_run(flags, dataset) as run:
     for fold in run.folds():  # K folds x --seeds models, each from its own seed
         with fold.scope():
@@ -63,4 +65,5 @@ with training.start_run(flags, dataset) as run:
     # Every model's test probabilities averaged: over folds, seeds and (with --tta) augmented copies.
     record = run.finish(run.ensemble())
 
+# %%
 print(finish.summary_line(record), flush=True)

@@ -26,6 +26,7 @@ flags = kernel_flags.parse_flags(
     precision="auto", epochs=4, batch_size=128, folds=5,
 )
 
+# %%
 # Imported after the flags, so that --help and a bad flag answer before TensorFlow loads.
 import keras  # noqa: E402
 
@@ -34,6 +35,7 @@ from src import data, finish, layout, models, optimizers, training  # noqa: E402
 dataset = data.load_dataset(flags.data)
 input_shape = layout.input_shape()
 
+# %%
 with training.start_run(flags, dataset) as run:
     for fold in run.folds():
         with fold.scope():
@@ -48,4 +50,5 @@ with training.start_run(flags, dataset) as run:
         fold.evaluate(model)
     record = run.finish(run.ensemble())
 
+# %%
 print(finish.summary_line(record), flush=True)

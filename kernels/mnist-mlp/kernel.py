@@ -25,6 +25,7 @@ flags = kernel_flags.parse_flags(
     loop="custom",
 )
 
+# %%
 # Imported after the flags, so that --help and a bad flag answer before TensorFlow loads.
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -36,6 +37,7 @@ dataset = data.load_dataset(flags.data)
 input_shape = layout.input_shape()
 
 
+# %%
 def build_model() -> keras.Sequential:
     """The notes' MLP: one hidden layer of 100 units; `--model NAME` trains a registry model instead."""
     if flags.model != "mlp":
@@ -64,6 +66,7 @@ def train_step(model, images, labels):
     return per_image_loss, probabilities
 
 
+# %%
 with training.start_run(flags, dataset) as run:
     for fold in run.folds():
         with fold.scope():
@@ -78,4 +81,5 @@ with training.start_run(flags, dataset) as run:
         fold.evaluate(model)
     record = run.finish(run.ensemble())
 
+# %%
 print(finish.summary_line(record), flush=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 from src import files, paths, provenance
 from src.errors import KitError
 from src.kaggle import credentials, metadata
+from src.kaggle.notebook import notebook_text
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,11 @@ _STUB = (
     "text.startswith({marker!r}) and len(text) > 99))  # noqa: E401, E702\n"
 )
 
-_PAYLOAD = '''
-
-# --- digit-kit: the kit's src package, carried for Kaggle (no pip, no internet) -----------------------------------
-# Written by `python -m src bundle {kernel_path}` from commit {commit}. The two lines after the docstring run this
-# string before anything else: it unpacks the zip below (sha256 {sha256}) into a temporary folder, put first on
-# sys.path, and adds the bundle's own flags ({arguments}) ahead of any given by hand.
-_DIGIT_KIT_SRC = r"""{marker}
-DIGIT_KIT_BUNDLE = {{"kernel": {kernel!r}, "commit": {commit!r}, "src_sha256": {sha256!r}, "arguments": {arguments!r}}}
+# The code that unpacks the package: the end of a script bundle (in a string the stub runs), a notebook's hidden
+# first code cell.
+_UNPACKER = """{marker}
+DIGIT_KIT_BUNDLE = {{"kernel": {kernel!r}, "commit": {commit!r}, "src_sha256": {sha256!r}, "arguments": {arguments!r},
+                    "notebook": {notebook!r}}}
 
 
 def _digit_kit_unpack(archive_text):
@@ -89,6 +87,8 @@ def _digit_kit_unpack(archive_text):
     for name in [name for name in sys.modules if name == "src" or name.startswith("src.")]:
         del sys.modules[name]
     sys.path.insert(0, folder)
+    if DIGIT_KIT_BUNDLE["notebook"] and "ipykernel" in sys.argv[0]:  # Jupyter's own flags, not the kernel's
+        sys.argv[:] = [DIGIT_KIT_BUNDLE["kernel"]]
     sys.argv[1:1] = DIGIT_KIT_BUNDLE["arguments"]
     flags = " with " + " ".join(DIGIT_KIT_BUNDLE["arguments"]) if DIGIT_KIT_BUNDLE["arguments"] else ""
     print(f"digit-kit bundle of {{DIGIT_KIT_BUNDLE['kernel']}} from commit {{DIGIT_KIT_BUNDLE['commit']}}{{flags}}: "
@@ -100,6 +100,14 @@ _digit_kit_unpack(
 )
 del _digit_kit_unpack
 """
+
+_PAYLOAD = '''
+
+# --- digit-kit: the kit's src package, carried for Kaggle (no pip, no internet) -----------------------------------
+# Written by `python -m src bundle {kernel_path}` from commit {commit}. The two lines after the docstring run this
+# string before anything else: it unpacks the zip below (sha256 {sha256}) into a temporary folder, put first on
+# sys.path, and adds the bundle's own flags ({arguments}) ahead of any given by hand.
+_DIGIT_KIT_SRC = r"""{code}"""
 '''
 
 
@@ -174,9 +182,6 @@ def bundle_text(kernel_source: str, archive: bytes, *, kernel: str, kernel_path:
         The kernel's docstring (and `__future__` imports), the two-line stub, the rest of the kernel's source
         byte for byte, then the payload.
     """
-    encoded = base64.b64encode(archive).decode("ascii")
-    payload = "\n".join(f'    "{encoded[start:start + BASE64_LINE]}"' for start in range(0, len(encoded), BASE64_LINE))
-    sha256 = hashlib.sha256(archive).hexdigest()
     line = _docstring_end(kernel_source, source_path or Path("kernel.py"))
     lines = kernel_source.splitlines(keepends=True)
     head, rest = "".join(lines[:line]), "".join(lines[line:])
@@ -185,9 +190,31 @@ def bundle_text(kernel_source: str, archive: bytes, *, kernel: str, kernel_path:
     if not rest.endswith("\n"):
         rest += "\n"
     stub = _STUB.format(kernel_path=kernel_path, commit=commit, marker=PAYLOAD_MARKER)
-    tail = _PAYLOAD.format(kernel_path=kernel_path, commit=commit, kernel=kernel, sha256=sha256, payload=payload,
-                           arguments=list(arguments), marker=PAYLOAD_MARKER)
+    tail = _PAYLOAD.format(kernel_path=kernel_path, commit=commit, sha256=hashlib.sha256(archive).hexdigest(),
+                           arguments=list(arguments), code=unpacker_code(archive, kernel=kernel, commit=commit,
+                                                                         arguments=arguments))
     return head + stub + rest + tail
+
+
+def unpacker_code(archive: bytes, *, kernel: str, commit: str, arguments: tuple[str, ...] = (),
+                  notebook: bool = False) -> str:
+    """Returns the Python code that unpacks the `src` package and hands the kernel its flags.
+
+    It checks the zip's sha256, extracts it into a temporary folder put first on `sys.path` (removed at exit),
+    forgets any `src` imported before, and puts `arguments` ahead of the command line's flags; in a notebook run
+    by a Jupyter kernel (`ipykernel_launcher -f <connection file>`), instead of the Jupyter kernel's flags.
+
+    Args:
+        archive: the `src` package as zip bytes (`package_archive()`).
+        kernel: the kernel's name, printed when it runs.
+        commit: the commit the files come from.
+        arguments: the bundle's own flags, e.g. `("--folds", "5", "--fold-index", "2")`.
+        notebook: the code is a notebook's cell, not the end of a script.
+    """
+    encoded = base64.b64encode(archive).decode("ascii")
+    payload = "\n".join(f'    "{encoded[start:start + BASE64_LINE]}"' for start in range(0, len(encoded), BASE64_LINE))
+    return _UNPACKER.format(marker=PAYLOAD_MARKER, kernel=kernel, commit=commit, arguments=list(arguments),
+                            sha256=hashlib.sha256(archive).hexdigest(), notebook=notebook, payload=payload)
 
 
 def _refuse_credentials(shown_path: str, contents: dict[str, bytes]) -> None:
@@ -200,19 +227,21 @@ def _refuse_credentials(shown_path: str, contents: dict[str, bytes]) -> None:
 
 
 def bundle(kernel: str | os.PathLike, build_dir: Path | None = None, *, accelerator: str | None = None,
-           fold: tuple[int, int] | None = None, public: bool = False) -> Path:
-    """Writes `build/kernels/<name>/`: one self-contained `kernel.py` and its finished `kernel-metadata.json`.
+           fold: tuple[int, int] | None = None, public: bool = False, notebook: bool = False) -> Path:
+    """Writes `build/kernels/<name>/`: one self-contained `kernel.py` (or `kernel.ipynb`) and its finished
+    `kernel-metadata.json`.
 
     The folder appears only when both files are complete. Built twice from the same files, it is byte-identical.
 
     Args:
         kernel: the kernel's folder (`kernels/<name>`) or name.
         build_dir: where bundles go; default `paths.KERNEL_BUNDLES_DIR`.
-        accelerator: `none`, `gpu` or `tpu` to set the metadata's accelerator (`metadata.with_accelerator`);
-            None keeps the kernel's own.
+        accelerator: `none`, `gpu`, `tpu` or a machine shape to set the metadata's accelerator
+            (`metadata.with_accelerator`); None keeps the kernel's own.
         fold: `(fold_index, num_folds)` to bundle the kernel of one fold: `build/kernels/<name>-fold-<i>/`, its
             own Kaggle kernel (`metadata.fold_metadata`), running `--folds K --fold-index i`.
         public: push it as a public kernel (`metadata.finished_metadata`).
+        notebook: write a Kaggle notebook, `kernel.ipynb` (`src.kaggle.notebook`), instead of a script.
 
     Returns:
         The bundle's folder.
@@ -229,7 +258,8 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None, *, accelera
         kernel_metadata = metadata.fold_metadata(kernel_metadata, fold_index)
         name += metadata.FOLD_SUFFIX.format(index=fold_index)
         arguments = ("--folds", str(num_folds), "--fold-index", str(fold_index))
-    finished = metadata.finished_metadata(kernel_metadata, credentials.kaggle_username(), public=public)
+    finished = metadata.finished_metadata(kernel_metadata, credentials.kaggle_username(), public=public,
+                                          notebook=notebook)
     commit = source_commit(folder)
     if commit.endswith("uncommitted changes"):
         logger.warning("warning: bundling files that differ from commit %s; commit them to make it reproducible.",
@@ -250,13 +280,18 @@ def bundle(kernel: str | os.PathLike, build_dir: Path | None = None, *, accelera
         metadata.METADATA_FILE: metadata_text.encode("utf-8"),
     })
     archive = package_archive(package)
-    text = bundle_text(kernel_source, archive, kernel=name, kernel_path=shown_path, commit=commit,
-                       source_path=source_path, arguments=arguments)
+    if notebook:
+        text = notebook_text(kernel_source, unpacker_code(archive, kernel=name, commit=commit, arguments=arguments,
+                                                          notebook=True),
+                             accelerator=finished.get("machine_shape"), enable_gpu=finished["enable_gpu"])
+    else:
+        text = bundle_text(kernel_source, archive, kernel=name, kernel_path=shown_path, commit=commit,
+                           source_path=source_path, arguments=arguments)
     target = Path(build_dir or paths.KERNEL_BUNDLES_DIR) / name
     files.sweep_stale(target.parent, folders=True)  # what an interrupted bundle left: half-built and old folders
     with files.folder_in_place(target, prefix=f".{name}-") as scratch:
-        files.write_text(scratch / metadata.BUNDLE_CODE_FILE, text)
+        files.write_text(scratch / finished["code_file"], text)
         files.write_text(scratch / metadata.METADATA_FILE, metadata_text)
-    logger.info("bundle: %s (%s, %d bytes, src sha256 %s, commit %s)", target / metadata.BUNDLE_CODE_FILE,
+    logger.info("bundle: %s (%s, %d bytes, src sha256 %s, commit %s)", target / finished["code_file"],
                 finished["id"], len(text.encode("utf-8")), hashlib.sha256(archive).hexdigest()[:12], commit)
     return target

@@ -70,6 +70,26 @@ SERVER_ERROR = Failure(r"\b5\d\d\b|problem on Kaggle's side|Internal server erro
                        "Kaggle's servers failed", "5xx", "this is on Kaggle's side: retry in a while")
 UPLOAD_FAILED = Failure(r"Could not submit to competition",
                         "the upload of the file failed", "upload", "check the network and retry", quote=False)
+TRANSIENT = (NO_NETWORK, CONFLICT, RATE_LIMITED, SERVER_ERROR)
+
+
+class KaggleError(KitError):
+    """A kaggle CLI call that failed, as one line (see `describe_failure`).
+
+    Attributes:
+        transient: whether the same call may well succeed a little later (no network, 409, 429, 5xx), which is
+            what a long wait (`src.kaggle.watch`) retries.
+    """
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+def _failure_of(output: str, forbidden: Failure | None, not_found: Failure | None) -> Failure | None:
+    failures = (UNAUTHORIZED, NO_NETWORK, forbidden or FORBIDDEN, not_found or NOT_FOUND, CONFLICT,
+                RATE_LIMITED, SERVER_ERROR, UPLOAD_FAILED)
+    return next((candidate for candidate in failures if re.search(candidate.pattern, output, re.IGNORECASE)), None)
 
 
 def describe_failure(output: str, what: str, forbidden: Failure | None = None,
@@ -88,10 +108,7 @@ def describe_failure(output: str, what: str, forbidden: Failure | None = None,
     # The CLI's own warning about a readable kaggle.json says nothing about this failure.
     lines = [line.strip() for line in redact(output).splitlines()
              if line.strip() and not line.strip().startswith("Warning:")]
-    failures = (UNAUTHORIZED, NO_NETWORK, forbidden or FORBIDDEN, not_found or NOT_FOUND, CONFLICT,
-                RATE_LIMITED, SERVER_ERROR, UPLOAD_FAILED)
-    failure = next((candidate for candidate in failures if re.search(candidate.pattern, output, re.IGNORECASE)),
-                   None)
+    failure = _failure_of(output, forbidden, not_found)
     first = lines[0] if lines else "no output"
     if failure is None:
         return (f"Kaggle could not {what}: the kaggle CLI said {first[:200]!r}; run the same `kaggle` command "
@@ -114,7 +131,8 @@ def run_cli(arguments: list[str], what: str, forbidden: Failure | None = None,
         forbidden, not_found: how to explain a 403 or a 404 for this call (see `describe_failure`).
 
     Raises:
-        KitError: no credentials, the CLI is missing, or it failed; one line naming the cause and the fix.
+        KitError: no credentials, or the CLI is missing.
+        KaggleError: the CLI failed; one line naming the cause and the fix.
     """
     if not has_credentials():
         raise KitError(
@@ -128,8 +146,10 @@ def run_cli(arguments: list[str], what: str, forbidden: Failure | None = None,
     except FileNotFoundError:
         raise KitError("The kaggle CLI is not installed; run `make setup`.") from None
     except subprocess.TimeoutExpired:
-        raise KitError(f"Kaggle could not {what}: no answer in {CLI_TIMEOUT_SECONDS} s; retry later.") from None
+        raise KaggleError(f"Kaggle could not {what}: no answer in {CLI_TIMEOUT_SECONDS} s; retry later.",
+                          transient=True) from None
     if completed.returncode != 0:
-        raise KitError(describe_failure((completed.stderr or "") + "\n" + (completed.stdout or ""), what,
-                                        forbidden, not_found))
+        output = (completed.stderr or "") + "\n" + (completed.stdout or "")
+        raise KaggleError(describe_failure(output, what, forbidden, not_found),
+                          transient=_failure_of(output, forbidden, not_found) in TRANSIENT)
     return completed.stdout or ""

@@ -9,7 +9,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from src import paths, submission
+from src import paths, records, submission
 from src.errors import KitError
 from src.kaggle.command import LEADERBOARD_URL, RULES_URL, run_cli  # noqa: F401 (the URLs are part of this API)
 from src.kaggle.credentials import redact
@@ -39,15 +39,19 @@ class SubmitResult:
     log: Path
 
 
-def submit(file: str | os.PathLike, message: str) -> SubmitResult:
+def submit(file: str | os.PathLike, message: str, allow_leak: bool = False) -> SubmitResult:
     """Validates a submission, submits it with `kaggle competitions submit`, and logs it beside the file.
+
+    The run record beside the file (`records.record_of_submission`) is read first: a run whose training data held
+    test images (its `leaks`, see `src.leaks`) is refused unless `allow_leak`.
 
     Args:
         file: the submission CSV; it must have the competition's 28,000 rows.
         message: the submission's description on Kaggle.
+        allow_leak: submit a leaking run anyway.
 
     Raises:
-        KitError: no file or message, an invalid submission, or Kaggle refused it.
+        KitError: no file or message, an invalid submission, a leaking run, or Kaggle refused it.
     """
     if not str(file).strip():
         raise KitError("No submission file given; run `make submit FILE=<csv> MESSAGE=\"...\"`.")
@@ -58,14 +62,23 @@ def submit(file: str | os.PathLike, message: str) -> SubmitResult:
     if rows != COMPETITION_TEST_ROWS:
         raise KitError(f"{path}: has {rows} rows but the competition scores {COMPETITION_TEST_ROWS:,}; "
                        "train on the competition's data (`make data` with Kaggle credentials) and submit that run.")
+    found = records.record_of_submission(path)
+    leaked = records.leaked_test_images(found[1]) if found else 0
+    if leaked and not allow_leak:
+        raise KitError(f"Refusing to submit {path}: run {found[1]['run']} trained on data holding {leaked:,} of the "
+                       f"{found[1]['leaks'].get('test_rows', rows):,} test images, so its score would be a leak, not "
+                       "skill; train on data without them, or pass --allow-leak (make submit ALLOW_LEAK=1) to submit "
+                       "it anyway.")
     output = run_cli(["competitions", "submit", "-c", paths.COMPETITION, "-f", str(path), "-m", message.strip()],
                      f"submit {path}")
     submitted_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    ref = re.search(r"Submission ref: (\d+)", output)
+    found_ref = re.search(r"Submission ref: (\d+)", output)
+    ref = int(found_ref.group(1)) if found_ref else None
     answer = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
-    log = submission.append_submissions_log(path, message.strip(), submitted_at)
+    log = submission.append_submissions_log(path, message.strip(), submitted_at, run=found[1]["run"] if found else None,
+                                            ref=ref)
     return SubmitResult(file=path, rows=rows, message=message.strip(), submitted_at=submitted_at,
-                        answer=redact(answer), ref=int(ref.group(1)) if ref else None, log=log)
+                        answer=redact(answer), ref=ref, log=log)
 
 
 # --- competition data -----------------------------------------------------------------------------

@@ -1,12 +1,17 @@
-"""Kernels on Kaggle: push (one kernel, or one per fold), the status of the latest run, and downloading its output.
+"""Kernels on Kaggle: push (one kernel, or one per fold), the status of the latest run, its log, and downloading
+its output.
 
-Each call goes through the kaggle CLI (`command.run_cli`); a 403 or 404 is explained for the kernel at hand.
+Each call goes through the kaggle CLI (`command.run_cli`); a 403 or 404 is explained for the kernel at hand. After
+a push that asks for a machine, the kernel's metadata is pulled back (`kaggle kernels pull -m`): Kaggle has been
+known to keep a kernel on another machine than the one asked for (kaggle-cli issues #821 and #1197), and the
+push says so in one line.
 """
 
 import json
 import logging
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,28 +57,35 @@ class PushResult:
         version: the new version's number, when Kaggle said it.
         url: the kernel's page.
         bundle: the folder that was pushed.
+        machine_shape: the machine the push asked for (None: no accelerator).
+        kept_machine_shape: the one Kaggle's metadata of the kernel names after the push, when it was read back.
     """
 
     ref: str
     version: int | None
     url: str
     bundle: Path
+    machine_shape: str | None = None
+    kept_machine_shape: str | None = None
 
 
 def push(kernel: str | os.PathLike, build_dir: Path | None = None, accelerator: str | None = None,
-         public: bool = False) -> PushResult:
+         public: bool = False, notebook: bool = False) -> PushResult:
     """Checks the kernel's metadata, bundles it, and pushes the bundle with `kaggle kernels push`.
 
     Args:
         kernel: the kernel's folder or name.
         build_dir: where bundles go; default `paths.KERNEL_BUNDLES_DIR`.
-        accelerator: `none`, `gpu` (two T4s) or `tpu` (a TPU v5e-8); None keeps the kernel's metadata.
+        accelerator: `none`, `gpu` (two T4s), `tpu` (a TPU v5e-8) or a machine shape (`metadata.MACHINE_SHAPES`);
+            None keeps the kernel's metadata.
         public: push a public kernel, which anyone on Kaggle can read and fork; private otherwise.
+        notebook: push a Kaggle notebook (`src.kaggle.notebook`) instead of a script.
 
     Raises:
         KitError: bad metadata, no credentials, or Kaggle refused the kernel or some of its sources.
     """
-    return push_bundle(bundle.bundle(metadata.kernel_dir(kernel), build_dir, accelerator=accelerator, public=public))
+    return push_bundle(bundle.bundle(metadata.kernel_dir(kernel), build_dir, accelerator=accelerator, public=public,
+                                     notebook=notebook))
 
 
 def push_folds(kernel: str | os.PathLike, num_folds: int, build_dir: Path | None = None,
@@ -99,7 +111,8 @@ def push_folds(kernel: str | os.PathLike, num_folds: int, build_dir: Path | None
     for fold_index in range(num_folds):
         target = bundle.bundle(folder, build_dir, accelerator=accelerator, fold=(fold_index, num_folds), public=public)
         try:
-            results.append(push_bundle(target))
+            # The folds ask for the same machine: Kaggle's answer for the first one tells for all.
+            results.append(push_bundle(target, read_back=fold_index == 0))
         except KitError as error:
             if not results:
                 raise
@@ -108,13 +121,17 @@ def push_folds(kernel: str | os.PathLike, num_folds: int, build_dir: Path | None
     return results
 
 
-def push_bundle(target: Path) -> PushResult:
+def push_bundle(target: Path, read_back: bool = True) -> PushResult:
     """Pushes a bundle folder (`bundle.bundle()`) with `kaggle kernels push`.
+
+    When the bundle asks for a machine (`machine_shape`) and `read_back`, the kernel's metadata is pulled back
+    (`kept_machine_shape`) and a one-line warning says when Kaggle kept another machine.
 
     Raises:
         KitError: no credentials, or Kaggle refused the kernel or some of its sources.
     """
-    ref = json.loads((target / metadata.METADATA_FILE).read_text(encoding="utf-8"))["id"]
+    pushed_metadata = json.loads((target / metadata.METADATA_FILE).read_text(encoding="utf-8"))
+    ref, shape = pushed_metadata["id"], pushed_metadata.get("machine_shape")
     forbidden, not_found = _kernel_failures(ref, target.name, pushing=True)
     output = run_cli(["kernels", "push", "-p", str(target)], f"push kernel {ref}", forbidden, not_found)
     refused = re.search(r"Kernel push error:\s*(.+)", output)
@@ -131,7 +148,27 @@ def push_bundle(target: Path) -> PushResult:
         raise KitError(f"Kaggle saved version {version} of {ref} without its {rejected.group(1)} sources "
                        f"{rejected.group(2).strip()}; the run will not find its data: accept the rules at "
                        f"{RULES_URL}, check the sources, and push again.")
-    return PushResult(ref=ref, version=version, url=pushed.group(2), bundle=target)
+    kept = kept_machine_shape(ref, target.name) if shape and read_back else None
+    if kept is not None and kept != shape:
+        logger.warning("warning: Kaggle keeps %s on %s, not on %s as pushed (a known Kaggle issue: kaggle-cli#821); "
+                       "choose the accelerator in the kernel's settings on kaggle.com, or push again.", ref,
+                       kept or "its default machine", shape)
+    return PushResult(ref=ref, version=version, url=pushed.group(2), bundle=target, machine_shape=shape,
+                      kept_machine_shape=kept)
+
+
+def kept_machine_shape(ref: str, name: str) -> str:
+    """Returns the machine shape Kaggle's metadata of kernel `ref` names (`kaggle kernels pull -m`); "" for none."""
+    forbidden, not_found = _kernel_failures(ref, name)
+    with tempfile.TemporaryDirectory(prefix=f"digit-kit-{name}-pull-") as scratch:
+        run_cli(["kernels", "pull", ref, "-p", scratch, "-m"], f"read back the metadata of kernel {ref}",
+                forbidden, not_found)
+        try:
+            pulled = json.loads((Path(scratch) / metadata.METADATA_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise KitError(f"Kaggle's metadata of kernel {ref} is unreadable ({error}); check the kernel on "
+                           "kaggle.com.") from None
+    return pulled.get("machine_shape") or ""
 
 
 @dataclass(frozen=True)
@@ -168,6 +205,18 @@ def status_of(ref: str, name: str, push_command: str | None = None) -> KernelSta
                        f"{credentials.redact(output.strip())[:200]!r}; check the kernel on kaggle.com.")
     failure = re.search(r'Failure message: "(.*)"', output)
     return KernelStatus(ref=ref, status=found.group(1).lower(), failure_message=failure.group(1) if failure else None)
+
+
+def log_tail(ref: str, name: str, lines: int = 12) -> list[str]:
+    """Returns the last `lines` lines of the latest run's log (`kaggle kernels logs`), stdout and stderr together."""
+    forbidden, not_found = _kernel_failures(ref, name)
+    output = run_cli(["kernels", "logs", ref], f"read the log of kernel {ref}", forbidden, not_found)
+    try:
+        entries = json.loads(output)
+        text = "".join(str(entry.get("data", "")) for entry in entries if isinstance(entry, dict))
+    except (ValueError, AttributeError, TypeError):
+        text = output  # not Kaggle's JSON log: the text as it came
+    return [credentials.redact(line.rstrip()) for line in text.splitlines() if line.strip()][-lines:]
 
 
 def download_output(kernel: str | os.PathLike, out_dir: Path | None = None) -> Path:

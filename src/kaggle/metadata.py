@@ -16,8 +16,9 @@ from src.errors import KitError
 
 METADATA_FILE = "kernel-metadata.json"
 OWNER_PLACEHOLDER = "{owner}"
-# The pushed kernel's file name, whatever the kernel's own `code_file` is.
+# The pushed kernel's file name, whatever the kernel's own `code_file` is: a script, or a notebook.
 BUNDLE_CODE_FILE = "kernel.py"
+NOTEBOOK_CODE_FILE = "kernel.ipynb"
 
 REQUIRED_FIELDS = {
     "id": str, "title": str, "code_file": str, "language": str, "kernel_type": str, "is_private": bool,
@@ -30,9 +31,16 @@ OPTIONAL_FIELDS = {
 # What every kit kernel must say: it is a Python script that reads the competition offline. Whether it is private
 # is the metadata's (`true` in the kit's kernels); `make push PUBLIC=1` publishes it (`finished_metadata`).
 REQUIRED_VALUES = {"language": "python", "kernel_type": "script", "enable_internet": False}
-# Accelerators the installed kaggle CLI documents for `--accelerator` / `machine_shape`.
-MACHINE_SHAPES = ("NvidiaTeslaT4", "TpuV5E8")
-RETIRED_MACHINE_SHAPES = {"NvidiaTeslaP100": "NvidiaTeslaT4", "TpuV38": "TpuV5E8", "Tpu1VmV38": "TpuV5E8"}
+# The machines (`machine_shape`, `kaggle kernels push --accelerator`) the kaggle CLI documents (2.2.5: its push
+# help and docs/kernels.md). Kaggle lends the first GPU and the first TPU to every account (GPU T4 x2, TPU
+# v5e-8); the others go to some competitions' participants or to Kaggle's admins only.
+GPU_MACHINE_SHAPES = ("NvidiaTeslaT4", "NvidiaL4", "NvidiaL4X1", "NvidiaTeslaA100", "NvidiaH100", "NvidiaRtxPro6000",
+                      "NvidiaTeslaT4Highmem")
+TPU_MACHINE_SHAPES = ("TpuV5E8", "TpuV6E8")
+MACHINE_SHAPES = GPU_MACHINE_SHAPES + TPU_MACHINE_SHAPES
+# Retired machines and what Kaggle runs instead (the CLI's own warning says the same); "" is no accelerator.
+RETIRED_MACHINE_SHAPES = {"NvidiaTeslaP100": "NvidiaTeslaT4", "TpuV38": "TpuV5E8", "Tpu1VmV38": "TpuV5E8",
+                          "TpuV232": "", "TpuV2256": ""}
 # `make push ACCELERATOR=...`: the metadata each accelerator sets. Without a machine shape Kaggle gives
 # `enable_gpu` its default GPU; the kit asks for two T4s, which `--strategy auto` mirrors over.
 ACCELERATOR_NAMES = ("none", "gpu", "tpu")
@@ -40,6 +48,8 @@ ACCELERATORS = {
     "none": {"enable_gpu": False, "enable_tpu": False, "machine_shape": None},
     "gpu": {"enable_gpu": True, "enable_tpu": False, "machine_shape": "NvidiaTeslaT4"},
     "tpu": {"enable_gpu": False, "enable_tpu": True, "machine_shape": "TpuV5E8"},
+    **{shape: {"enable_gpu": True, "enable_tpu": False, "machine_shape": shape} for shape in GPU_MACHINE_SHAPES},
+    **{shape: {"enable_gpu": False, "enable_tpu": True, "machine_shape": shape} for shape in TPU_MACHINE_SHAPES},
 }
 MIN_TITLE_LENGTH = 5
 MIN_SLUG_LENGTH = 5
@@ -151,13 +161,21 @@ def check_metadata(metadata: dict, folder: Path) -> dict:
         raise KitError(f"{where}: 'enable_gpu' and 'enable_tpu' cannot both be true; choose one accelerator.")
     shape = metadata.get("machine_shape")
     if shape is not None and shape not in MACHINE_SHAPES:
-        replacement = RETIRED_MACHINE_SHAPES.get(shape)
-        hint = f"Kaggle retired it; use {replacement!r}" if replacement else f"use one of {', '.join(MACHINE_SHAPES)}"
-        raise KitError(f"{where}: unknown accelerator; {hint}. Received: machine_shape={shape!r}.")
+        raise KitError(f"{where}: {machine_shape_hint(shape)}. Received: machine_shape={shape!r}.")
     return metadata
 
 
-def finished_metadata(metadata: dict, owner: str, public: bool = False) -> dict:
+def machine_shape_hint(shape: str) -> str:
+    """Says what to ask for instead of an unknown or retired machine shape."""
+    if shape in RETIRED_MACHINE_SHAPES:
+        replacement = RETIRED_MACHINE_SHAPES[shape]
+        if not replacement:
+            return "Kaggle retired it and runs such kernels with no accelerator; remove machine_shape"
+        return f"Kaggle retired it; use {replacement!r}"
+    return f"unknown accelerator; use one of {', '.join(MACHINE_SHAPES)}"
+
+
+def finished_metadata(metadata: dict, owner: str, public: bool = False, notebook: bool = False) -> dict:
     """Returns the metadata to push: the owner filled in and the code file named `kernel.py`.
 
     Args:
@@ -165,17 +183,21 @@ def finished_metadata(metadata: dict, owner: str, public: bool = False) -> dict:
         owner: the Kaggle username.
         public: publish the kernel (`is_private: false`), so that anyone on Kaggle can read and fork it; False
             keeps the metadata's own setting.
+        notebook: push a notebook: `kernel_type` `notebook`, the code file `kernel.ipynb`.
     """
     finished = dict(metadata)
     finished["id"] = metadata["id"].replace(OWNER_PLACEHOLDER, owner, 1)
-    finished["code_file"] = BUNDLE_CODE_FILE
+    finished["code_file"] = NOTEBOOK_CODE_FILE if notebook else BUNDLE_CODE_FILE
+    if notebook:
+        finished["kernel_type"] = "notebook"
     if public:
         finished["is_private"] = False
     return finished
 
 
 def with_accelerator(metadata: dict, accelerator: str | None) -> dict:
-    """Returns `metadata` set to run on `accelerator` (see `ACCELERATORS`); None leaves it as it is.
+    """Returns `metadata` set to run on `accelerator` (`none`, `gpu`, `tpu` or a machine shape, see
+    `ACCELERATORS`); None leaves it as it is.
 
     Raises:
         KitError: an unknown accelerator.
@@ -183,8 +205,10 @@ def with_accelerator(metadata: dict, accelerator: str | None) -> dict:
     if accelerator is None:
         return dict(metadata)
     if accelerator not in ACCELERATORS:
-        raise KitError(f"Unknown accelerator; choose one of {', '.join(ACCELERATOR_NAMES)}. "
-                       f"Received: accelerator={accelerator!r}.")
+        hint = machine_shape_hint(accelerator) if accelerator in RETIRED_MACHINE_SHAPES else \
+            f"Unknown accelerator; choose one of {', '.join(ACCELERATOR_NAMES)} or a machine shape " \
+            f"({', '.join(MACHINE_SHAPES)})"
+        raise KitError(f"{hint[0].upper()}{hint[1:]}. Received: accelerator={accelerator!r}.")
     changed = {**metadata, **ACCELERATORS[accelerator]}
     if changed["machine_shape"] is None:
         del changed["machine_shape"]
