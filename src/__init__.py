@@ -13,7 +13,7 @@ layers of the package, each importing only those below it (checked by `lint-impo
 | results | `finish`, `report`, `plots`, `runs_table`, `records`, `runs`, `results`, `folds`, `submission` |
 | models and data | `models` (the registry), `optimizers`, `data`, `loaders`, `validation`, `tfrecord`, |
 | | `pipelines`, `layout`, `sample` |
-| ground | `config`, `machine`, `provenance`, `paths`, `files`, `mnist`, `errors` |
+| ground | `config`, `machine`, `provenance`, `paths`, `files`, `npz` (untrusted `.npz` files), `mnist`, `errors` |
 """
 
 import os
