@@ -164,12 +164,15 @@ def write_report(record_path: Path, out_path: Path | None = None) -> Path:
         The page's path.
 
     Raises:
-        KitError: the record is missing or is not a run record.
+        KitError: the record is missing, is not a run record, or is damaged (`records.record_problem`).
     """
     record_path = Path(record_path)
     record = records.read_record(record_path)
     if not records.is_run_record(record):
         raise KitError(f"{record_path} is not a run record; give a run's .json as `python -m src runs` lists them.")
+    problem = records.record_problem(record)
+    if problem is not None:
+        raise KitError(f"{record_path} is a damaged run record: {problem}; give a run's .json as the kit wrote it.")
     kaggle = submission.read_submissions_log(record_path.parent).get(str(record.get("submission")))
     page = report_html(record, run_pictures(record_path, record), kaggle)
     target = Path(out_path) if out_path is not None else record_path.with_suffix(".html")

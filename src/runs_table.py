@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,10 +29,18 @@ def _data_label(record: dict) -> str:
     return f"{Path(str(data.get('source', '?'))).name}:{str(data.get('sha256') or '?')[:8]}"
 
 
+def _printable(text: str) -> str:
+    """Returns `text` without control, format and separator characters: a record may hold escape sequences or
+    bidirectional overrides that would rewrite the terminal or reorder the table."""
+    return "".join(character for character in text
+                   if not unicodedata.category(character).startswith("C") and unicodedata.category(character)
+                   not in ("Zl", "Zp"))
+
+
 def _setting_text(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
-    return "" if value is None else str(value)
+    return "" if value is None else _printable(str(value))
 
 
 def runs_table(records: Sequence[dict], submissions: dict[str, dict] | None = None, *, kernel: str | None = None,
@@ -104,7 +113,7 @@ def _display_cells(settings: list[str], row: dict) -> list[str]:
     kaggle = "no"
     if row["submitted"]:
         kaggle = "yes" if row["public_score"] is None else f"yes {row['public_score']:.5f}"
-    return [row["run"], row["kernel"], _setting_text(row["model"]),
+    return [_printable(row["run"]), _printable(row["kernel"]), _setting_text(row["model"]),
             *(_setting_text(row["settings"].get(key)) for key in settings),
             _setting_text(row["folds"]) or "-", cv, score(row["test_accuracy"]),
             "-" if row["minutes"] is None else f"{row['minutes']:.1f}", kaggle]
@@ -126,10 +135,10 @@ def format_runs_table(settings: list[str], rows: list[dict], output_format: str 
     if output_format == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["run", "kernel", "model", *settings, "folds", "cv_mean", "cv_std", "test_accuracy",
-                         "minutes", "kaggle_submitted", "public_score"])
+        writer.writerow(["run", "kernel", "model", *map(_printable, settings), "folds", "cv_mean", "cv_std",
+                         "test_accuracy", "minutes", "kaggle_submitted", "public_score"])
         for row in rows:
-            writer.writerow([row["run"], row["kernel"], _setting_text(row["model"]),
+            writer.writerow([_printable(row["run"]), _printable(row["kernel"]), _setting_text(row["model"]),
                              *(_setting_text(row["settings"].get(key)) for key in settings),
                              _setting_text(row["folds"]),
                              *("" if row[key] is None else f"{row[key]:.6g}"
@@ -137,7 +146,8 @@ def format_runs_table(settings: list[str], rows: list[dict], output_format: str 
                              "yes" if row["submitted"] else "no",
                              "" if row["public_score"] is None else f"{row['public_score']:g}"])
         return buffer.getvalue()
-    header = ["run", "kernel", "model", *settings, "folds", "cv accuracy", "test accuracy", "minutes", "kaggle"]
+    header = ["run", "kernel", "model", *map(_printable, settings), "folds", "cv accuracy", "test accuracy", "minutes",
+              "kaggle"]
     body = [_display_cells(settings, row) for row in rows]
     if output_format == "markdown":
         lines = [header, ["---"] * len(header), *body]

@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 from html.parser import HTMLParser
 
 import pytest
@@ -121,3 +122,18 @@ def test_report_command_writes_the_page_and_rejects_foreign_json(fake_run, npz_p
     with pytest.raises(KitError, match="not a run record"):
         report.write_report(tmp_path / "other.json")
     assert records.find_record("other", tmp_path) == tmp_path / "other.json"
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda record: record.update(run="../../elsewhere"), "run is '../../elsewhere'"),
+    (lambda record: record.update(blend=["a"]), "blend is"),
+    (lambda record: record.update(cv_mean="0.99"), "cv_mean is '0.99'"),
+    (lambda record: record.update(folds=[{"fold": "0"}]), r"folds\[0\].fold is '0'"),
+])
+def test_report_of_a_damaged_record_is_one_line(tmp_path, change, problem):
+    record = {"run": "r", "kernel": "k", "config": {"model": "m", "folds": 2}}
+    change(record)
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    with pytest.raises(KitError, match=f"r.json is a damaged run record: {problem}") as raised:
+        report.write_report(tmp_path / "r.json")
+    assert "\n" not in str(raised.value) and not (tmp_path / "r.html").exists()
