@@ -152,6 +152,21 @@ def test_status_prints_the_state_and_failure(fake_kaggle, capsys):
 
 
 @pytest.mark.slow
+def test_what_kaggle_answers_is_redacted_before_it_is_printed(fake_kaggle, capsys):
+    # Kaggle's words reach the screen in a refused push's reason and a failed run's message: never the key.
+    fake_kaggle.push_error = f"Invalid token {FAKE_KEY} for this kernel"
+    assert cli.main(["push", KERNEL]) == console.EXIT_USAGE
+    fake_kaggle.kernel_status = "ERROR"
+    fake_kaggle.kernel_failure_message = f"the kernel printed KAGGLE_KEY={FAKE_KEY}"
+    assert cli.main(["status", KERNEL]) == 0
+
+    printed = capsys.readouterr()
+    assert FAKE_KEY not in printed.out + printed.err
+    assert "Invalid token *** for this kernel" in printed.err
+    assert printed.out.strip().endswith("error (the kernel printed KAGGLE_KEY=***)")
+
+
+@pytest.mark.slow
 def test_output_downloads_into_submissions_kaggle(fake_kaggle, kit_dirs, capsys):
     csv_text = submission.submission_text(np.arange(12) % 10)
     fake_kaggle.kernel_outputs = {"submission.csv": csv_text.encode(), "old.csv": b"stale\n"}

@@ -113,6 +113,9 @@ def run_cli(arguments: list[str], what: str, forbidden: Failure | None = None,
         what: what is asked of Kaggle, for messages, e.g. `"push kernel me/my-kernel"`.
         forbidden, not_found: how to explain a 403 or a 404 for this call (see `describe_failure`).
 
+    Returns:
+        Its standard output, every credential value replaced by `***` (`credentials.redact`).
+
     Raises:
         KitError: no credentials, the CLI is missing, or it failed; one line naming the cause and the fix.
     """
@@ -132,4 +135,5 @@ def run_cli(arguments: list[str], what: str, forbidden: Failure | None = None,
     if completed.returncode != 0:
         raise KitError(describe_failure((completed.stderr or "") + "\n" + (completed.stdout or ""), what,
                                         forbidden, not_found))
-    return completed.stdout or ""
+    # Whatever the CLI printed may end up in a message or on the screen: no key leaves here.
+    return redact(completed.stdout or "")
