@@ -1,7 +1,10 @@
 """src.kaggle.kernels: push (one kernel, or one per fold), status and output, through the real kaggle CLI talking
 to a fake Kaggle API on a loopback port."""
 
+import importlib.metadata
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 from kaggle_fixtures import FAKE_KEY, FAKE_USERNAME, KERNEL, REF, bundle_values, leftovers
 from src import cli, console, paths, submission
 from src.errors import KitError
-from src.kaggle import kernels, metadata
+from src.kaggle import command, kernels, metadata
 
 pytest_plugins = ["kaggle_fixtures"]
 
@@ -193,6 +196,71 @@ def test_output_keeps_the_previous_download_when_a_file_fails(fake_kaggle, kit_d
     assert sorted(path.name for path in first.iterdir()) == ["digit-kit-mnist-cnn.log", "submission.csv"]
     assert (first / "submission.csv").read_bytes() == b"ImageId,Label\n1,7\n"
     assert leftovers(kit_dirs[1]) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["../outside.txt", "/tmp/digit-kit-absolute-outside.txt", "sub/../../outside.txt"])
+def test_output_refuses_a_file_named_outside_the_folder_and_keeps_nothing(fake_kaggle, kit_dirs, name):
+    fake_kaggle.kernel_outputs = {"submission.csv": b"ImageId,Label\n1,7\n"}
+    first = kernels.download_output(KERNEL)
+    fake_kaggle.kernel_outputs = {"a.csv": b"x\n", name: b"planted\n"}
+
+    with pytest.raises(KitError, match=r"the kernel's output names a file outside the download folder \(refused: "
+                                       rf"{re.escape(repr(name))}\); nothing was kept") as raised:
+        kernels.download_output(KERNEL)
+    assert "\n" not in str(raised.value)
+    assert sorted(path.name for path in first.iterdir()) == ["digit-kit-mnist-cnn.log", "submission.csv"]
+    assert not (kit_dirs[1] / "outside.txt").exists() and not Path("/tmp/digit-kit-absolute-outside.txt").exists()
+    assert leftovers(kit_dirs[1]) == []
+
+
+def fake_cli_writing(monkeypatch, write) -> list[list[str]]:
+    """Replaces the kaggle CLI of `kernels output` with one that calls `write(folder)`; returns its calls."""
+    calls = []
+
+    def run_cli(arguments, what, forbidden=None, not_found=None):
+        calls.append(arguments)
+        write(Path(arguments[arguments.index("-p") + 1]))
+        return ""
+
+    monkeypatch.setattr(kernels, "run_cli", run_cli)
+    return calls
+
+
+def test_output_keeps_only_regular_files_whatever_the_cli_writes(credentials, kit_dirs, monkeypatch, tmp_path):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not the kernel's\n")
+    writers = [  # what a CLI might leave in the folder, and what the kit says of it
+        (lambda folder: (folder / "submission.csv").symlink_to(outside), "'submission.csv' is a symbolic link"),
+        (lambda folder: (folder / "run").symlink_to(tmp_path, target_is_directory=True), "'run' is a symbolic link"),
+        (lambda folder: os.mkfifo(folder / "pipe.csv"), "'pipe.csv' is not a regular file"),
+        (lambda folder: (folder / "a\x1b[2Jb.csv").write_text("x\n"), r"the name 'a\\x1b\[2Jb.csv' has control"),
+    ]
+    for write, said in writers:
+        fake_cli_writing(monkeypatch, lambda folder, write=write: ((folder / "ok.csv").write_text("ok\n"),
+                                                                   write(folder)))
+        with pytest.raises(KitError, match=f"Refusing the output of kernel {REF}: {said}.*nothing was kept") as raised:
+            kernels.download_output(KERNEL)
+        assert "\n" not in str(raised.value) and "\x1b" not in str(raised.value), said
+        assert not (kit_dirs[1] / KERNEL).exists() and leftovers(kit_dirs[1]) == []
+    assert outside.read_text() == "not the kernel's\n"
+
+
+def test_output_refuses_a_kaggle_cli_that_writes_outside_its_folder(credentials, kit_dirs, monkeypatch):
+    calls = fake_cli_writing(monkeypatch, lambda folder: None)
+    monkeypatch.setattr(command, "cli_version", lambda: (2, 2, 4))
+    with pytest.raises(KitError, match=r"The kaggle CLI here is version 2.2.4, whose `kernels output` writes a file "
+                                       r"wherever .* upgrade it to 2.2.5 or later"):
+        kernels.download_output(KERNEL)
+    assert calls == []
+    monkeypatch.setattr(command, "cli_version", lambda: (2, 2, 5))
+    kernels.download_output(KERNEL)
+    assert len(calls) == 1
+
+
+def test_cli_version_is_the_installed_kaggle_package_s():
+    expected = tuple(int(part) for part in importlib.metadata.version("kaggle").split(".")[:3])
+    assert command.cli_version() == expected >= kernels.SAFE_OUTPUT_CLI
 
 
 # --- make -----------------------------------------------------------------------------------------
