@@ -2,8 +2,11 @@
 talking to a fake Kaggle API on a loopback port."""
 
 import datetime as dt
+import errno
 import io
 import json
+import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -118,3 +121,85 @@ def test_make_submit_works_against_the_fake_server(fake_kaggle, competition_csv)
     assert fake_kaggle.received("CreateSubmission")[0]["submissionDescription"] == "from make"
     refused = make("submit", "FILE=", "MESSAGE=x")
     assert refused.returncode != 0 and refused.stderr.startswith("error: No submission file given")
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            archive.writestr(zipfile.ZipInfo(name), content)  # the name as given: `..`, `/` and all
+    return buffer.getvalue()
+
+
+COMPETITION = {"train.csv": b"label,pixel0\n", "test.csv": b"pixel0\n", "sample_submission.csv": b"ImageId,Label\n"}
+
+
+def kaggle_sends(monkeypatch, content: bytes) -> None:
+    """Plays the kaggle CLI's `competitions download`: Kaggle's zip lands in the folder it is given."""
+    def run_cli(arguments, what, forbidden=None, not_found=None):
+        (Path(arguments[arguments.index("-p") + 1]) / f"{paths.COMPETITION}.zip").write_bytes(content)
+        return ""
+
+    monkeypatch.setattr(competition, "run_cli", run_cli)
+
+
+def test_download_competition_unpacks_only_the_competition_s_files(credentials, monkeypatch, tmp_path):
+    kaggle_sends(monkeypatch, zip_bytes({**COMPETITION, "../../escape.csv": b"x", "/tmp/digit-kit-absolute.csv": b"x",
+                                         "sub/train.csv": b"x", "notes.txt": b"x", "run.sh": b"x"}))
+    target = tmp_path / "input" / paths.COMPETITION
+    competition.download_competition(target)
+    assert sorted(path.name for path in target.rglob("*")) == sorted(COMPETITION)
+    assert all((target / name).read_bytes() == content for name, content in COMPETITION.items())
+    assert sorted(path.name for path in (tmp_path / "input").rglob("*")) == sorted([paths.COMPETITION, *COMPETITION])
+    assert list(tmp_path.rglob("escape.csv")) == []
+    assert not Path("/tmp/digit-kit-absolute.csv").exists()
+
+
+@pytest.mark.parametrize("entries, cap, message", [
+    ({**COMPETITION, **{f"extra-{index}.txt": b"" for index in range(100)}}, None,
+     r"holds 103 entries, not the competition's 3 files; refusing to unpack it"),
+    ({**COMPETITION, "train.csv": b"0" * 5000}, 4000,
+     "would unpack to 5,021 bytes, more than the 4,000 the competition's files could take"),
+    ({"test.csv": b"pixel0\n"}, None, "lacks train.csv; check that the competition's rules are accepted"),
+])
+def test_download_competition_refuses_a_zip_that_is_not_the_competition_s(credentials, monkeypatch, tmp_path,
+                                                                          entries, cap, message):
+    kaggle_sends(monkeypatch, zip_bytes(entries))
+    if cap is not None:
+        monkeypatch.setattr(competition, "MAX_UNPACKED_BYTES", cap)
+    with pytest.raises(KitError, match=message) as raised:
+        competition.download_competition(tmp_path / "input" / paths.COMPETITION)
+    assert "\n" not in str(raised.value)
+    assert list((tmp_path / "input").iterdir()) == []
+
+
+def test_download_competition_checks_the_declared_sizes_before_writing(credentials, monkeypatch, tmp_path):
+    content = bytearray(zip_bytes(COMPETITION))
+    directory = content.index(b"PK\x01\x02")
+    struct.pack_into("<I", content, directory + 24, 2**32 - 1)  # train.csv claims 4 GB unpacked
+    kaggle_sends(monkeypatch, bytes(content))
+    with pytest.raises(KitError, match="would unpack to 4,294,967,3[0-9,]+ bytes, more than the 1,073,741,824"):
+        competition.download_competition(tmp_path / "input" / paths.COMPETITION)
+    assert list((tmp_path / "input").iterdir()) == []
+
+
+def test_download_competition_write_failures_are_one_line(credentials, monkeypatch, tmp_path, capsys):
+    kaggle_sends(monkeypatch, zip_bytes(COMPETITION))
+    target = tmp_path / "input" / paths.COMPETITION
+    target.mkdir(parents=True)
+    (target / "mine.txt").write_text("the user's\n")
+    with pytest.raises(KitError, match=f"Cannot put the competition in {target}: it already exists and holds other "
+                                       "files; move it away or remove it, then run `make data` again."):
+        competition.download_competition(target)
+    assert [path.name for path in target.iterdir()] == ["mine.txt"]
+    assert sorted(path.name for path in target.parent.iterdir()) == [paths.COMPETITION]
+
+    def full_disk(source, destination, length=0):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    other = tmp_path / "other" / paths.COMPETITION
+    with pytest.raises(KitError, match="Cannot write the competition into .*other: No space left on device; free some "
+                                       "disk space"):
+        competition.download_competition(other)
+    assert list(other.parent.iterdir()) == []

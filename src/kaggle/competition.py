@@ -1,11 +1,13 @@
 """The competition on Kaggle: downloading its files (`make data`) and submitting to it (`make submit`)."""
 
 import datetime as dt
+import errno
 import os
 import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from src import paths, submission
 from src.errors import KitError
 from src.kaggle.command import LEADERBOARD_URL, RULES_URL, run_cli  # noqa: F401 (the URLs are part of this API)
 from src.kaggle.credentials import redact
-from src.mnist import COMPETITION_TEST_ROWS
+from src.mnist import COMPETITION_TEST_ROWS, SAMPLE_SUBMISSION_CSV, TEST_CSV, TRAIN_CSV
 
 
 @dataclass(frozen=True)
@@ -70,27 +72,77 @@ def submit(file: str | os.PathLike, message: str) -> SubmitResult:
 
 # --- competition data -----------------------------------------------------------------------------
 
+# What the competition has; nothing else in Kaggle's download is unpacked.
+COMPETITION_FILES = (TRAIN_CSV, TEST_CSV, SAMPLE_SUBMISSION_CSV)
+# The competition's zip holds three files, 123 MB unpacked: far more entries or bytes is not the competition's.
+MAX_ZIP_ENTRIES = 100
+MAX_UNPACKED_BYTES = 1 << 30
+AGAIN = "run `make data` again"
+
+
+def _unpack(archive: Path, unpacked: Path) -> None:
+    """Unpacks the competition's files of one downloaded zip, checking its directory before writing a byte."""
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            entries = opened.infolist()
+            if len(entries) > MAX_ZIP_ENTRIES:
+                raise KitError(f"Kaggle's {archive.name} holds {len(entries):,} entries, not the competition's "
+                               f"{len(COMPETITION_FILES)} files; refusing to unpack it. Check the download, then "
+                               f"{AGAIN}.")
+            chosen = [entry for entry in entries if entry.filename in COMPETITION_FILES]
+            names = [entry.filename for entry in chosen]
+            if len(set(names)) != len(names):
+                raise KitError(f"Kaggle's {archive.name} holds {max(names, key=names.count)} twice; refusing to unpack "
+                               f"it. Run `make data` again.")
+            unpacked_bytes = sum(entry.file_size for entry in chosen)
+            if unpacked_bytes > MAX_UNPACKED_BYTES:
+                raise KitError(f"Kaggle's {archive.name} would unpack to {unpacked_bytes:,} bytes, more than the "
+                               f"{MAX_UNPACKED_BYTES:,} the competition's files could take; refusing to unpack it. "
+                               f"Run `make data` again.")
+            for entry in chosen:
+                # zipfile stops at the entry's declared size and checks its CRC-32 at the end.
+                with opened.open(entry) as source, open(unpacked / entry.filename, "xb") as target:
+                    shutil.copyfileobj(source, target, 1 << 20)
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as error:
+        raise KitError(f"Kaggle's {archive.name} is not a valid zip ({str(error)[:120]}); {AGAIN}.") from None
+
 
 def download_competition(target: Path) -> Path:
-    """Downloads and unzips the competition's files into `target`, which appears only when complete.
+    """Downloads the competition's files into `target`, which appears only when complete.
+
+    Only the competition's own files (`COMPETITION_FILES`) are taken from Kaggle's download; the zip's number of
+    entries and its unpacked size are capped before anything is written.
 
     Returns:
         `target`.
+
+    Raises:
+        KitError: Kaggle refused, the download is not the competition's, or a write failed (a full disk, a
+            non-empty `target`); one line, and `target` is as it was.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as scratch:
-        scratch = Path(scratch)
-        run_cli(["competitions", "download", "-c", paths.COMPETITION, "-p", str(scratch)],
-                f"download the {paths.COMPETITION} competition")
-        unpacked = scratch / "unpacked"
-        unpacked.mkdir()
-        for archive in scratch.glob("*.zip"):
-            try:
-                with zipfile.ZipFile(archive) as opened:
-                    opened.extractall(unpacked)
-            except zipfile.BadZipFile:
-                raise KitError(f"Kaggle's {archive.name} is not a valid zip; run `make data` again.") from None
-        for loose in scratch.glob("*.csv"):
-            shutil.move(str(loose), unpacked / loose.name)
-        os.replace(unpacked, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as scratch:
+            scratch = Path(scratch)
+            run_cli(["competitions", "download", "-c", paths.COMPETITION, "-p", str(scratch)],
+                    f"download the {paths.COMPETITION} competition")
+            unpacked = scratch / "unpacked"
+            unpacked.mkdir()
+            for archive in sorted(scratch.glob("*.zip")):
+                _unpack(archive, unpacked)
+            for loose in scratch.iterdir():  # files the CLI did not zip
+                if loose.name in COMPETITION_FILES and loose.is_file() and not loose.is_symlink() and \
+                        not (unpacked / loose.name).exists():
+                    shutil.move(str(loose), unpacked / loose.name)
+            missing = [name for name in (TRAIN_CSV, TEST_CSV) if not (unpacked / name).is_file()]
+            if missing:
+                raise KitError(f"Kaggle's download of {paths.COMPETITION} lacks {', '.join(missing)}; check that "
+                               f"the competition's rules are accepted at {RULES_URL}, then {AGAIN}.")
+            os.replace(unpacked, target)
+    except OSError as error:
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR) and target.exists():
+            raise KitError(f"Cannot put the competition in {target}: it already exists and holds other files; move "
+                           f"it away or remove it, then {AGAIN}.") from None
+        raise KitError(f"Cannot write the competition into {target.parent}: {error.strerror or error}; free some "
+                       f"disk space or make the folder writable, then {AGAIN}.") from None
     return target
