@@ -167,7 +167,8 @@ def _command_submit(args: argparse.Namespace) -> int:
     result = competition.submit(args.file, args.message)
     reference = f" (ref {result.ref})" if result.ref is not None else ""
     print(f"submitted {result.file}{reference}: {result.answer}")
-    print(f"logged in {result.log}; see the score at {competition.LEADERBOARD_URL} or with "
+    logged = f"logged in {result.log}; " if result.log is not None else ""
+    print(f"{logged}see the score at {competition.LEADERBOARD_URL} or with "
           "`kaggle competitions submissions -c digit-recognizer`")
     return 0
 

@@ -4,11 +4,15 @@
 `{"file": <csv name>, "message": ..., "submitted_at": <UTC ISO>, "public_score": null}`); `make runs` reads it.
 """
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -167,24 +171,81 @@ def read_submissions_log(folder: Path) -> dict[str, dict]:
     return submissions
 
 
+def check_submissions_log(file: Path) -> Path:
+    """Checks, before anything is submitted, that the log beside `file` can be read and written.
+
+    A submission Kaggle accepted counts against the day's quota: the log must not be found broken only after it.
+
+    Returns:
+        The log's path (it need not exist yet).
+
+    Raises:
+        KitError: the log is not readable UTF-8 text, not writable, or its folder takes no new file.
+    """
+    log = Path(file).parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    try:
+        if log.exists() or log.is_symlink():
+            log.read_text(encoding="utf-8")
+            with open(log, "r+b"):
+                pass
+        # Each entry rewrites the log by a rename in its folder: the folder must take a new file.
+        handle, probe = tempfile.mkstemp(prefix=f".{log.name}.", suffix=".tmp", dir=log.parent)
+        os.close(handle)
+        os.unlink(probe)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)[:120]
+        raise KitError(f"Cannot log submissions in {log} ({reason}); nothing was submitted: make it a readable text "
+                       "file in a writable folder (or move it away), then submit.") from None
+    return log
+
+
+@contextlib.contextmanager
+def _locked(log: Path) -> Iterator[None]:
+    """Holds an exclusive `fcntl.flock` on the log (created empty if absent) while the block runs.
+
+    The log is replaced by a rename on each write, so a lock that was granted on a file since replaced is taken
+    again on the new one: two submits at once write one after the other, and neither line is lost.
+    """
+    while True:
+        stream = open(log, "ab")
+        try:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
+            if os.fstat(stream.fileno()).st_ino == os.stat(log).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            stream.close()
+            raise
+        stream.close()
+    try:
+        yield
+    finally:
+        stream.close()
+
+
 def append_submissions_log(file: Path, message: str, submitted_at: str) -> Path:
-    """Adds a submission to `<folder of file>/kaggle-submissions.jsonl`, rewriting the file atomically.
+    """Adds a submission to `<folder of file>/kaggle-submissions.jsonl`, under a lock, rewriting it atomically.
 
     Each line is `{"file": <csv name>, "message": ..., "submitted_at": <UTC ISO>, "public_score": null}`;
     the score is null until it is known.
 
     Returns:
         The log's path.
+
+    Raises:
+        KitError: the log cannot be read or written.
     """
     log = Path(file).parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME
-    try:
-        existing = log.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        existing = ""
-    except (OSError, UnicodeDecodeError) as error:
-        raise KitError(f"Cannot read {log} ({error}); move it away and submit again.") from None
-    if existing and not existing.endswith("\n"):
-        existing += "\n"
     line = json.dumps({"file": Path(file).name, "message": message, "submitted_at": submitted_at,
                        "public_score": None})
-    return files.write_text(log, existing + line + "\n")
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(log):
+            existing = log.read_text(encoding="utf-8")
+            if existing and not existing.endswith("\n"):
+                existing += "\n"
+            return files.write_text(log, existing + line + "\n")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)[:120]
+        raise KitError(f"Cannot write {log} ({reason}).") from None

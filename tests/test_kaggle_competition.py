@@ -203,3 +203,44 @@ def test_download_competition_write_failures_are_one_line(credentials, monkeypat
                                        "disk space"):
         competition.download_competition(other)
     assert list(other.parent.iterdir()) == []
+
+
+def kaggle_accepts(monkeypatch) -> list[list[str]]:
+    """Plays the kaggle CLI's `competitions submit` that Kaggle accepts; returns its calls."""
+    calls = []
+
+    def run_cli(arguments, what, forbidden=None, not_found=None):
+        calls.append(arguments)
+        return "100%|##########| 1.00/1.00\nSubmission ref: 4242\nSuccessfully submitted to Digit Recognizer\n"
+
+    monkeypatch.setattr(competition, "run_cli", run_cli)
+    return calls
+
+
+def test_submit_checks_the_log_before_submitting(credentials, monkeypatch, competition_csv, capsys):
+    calls = kaggle_accepts(monkeypatch)
+    log = competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    log.write_bytes(b"\xff not text\n")
+
+    assert cli.main(["submit", str(competition_csv), "-m", "a log it cannot read"]) == console.EXIT_USAGE
+    assert calls == []  # nothing reached Kaggle: no quota spent
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"Cannot log submissions in {log}" in error and "nothing was submitted" in error
+
+
+def test_submit_whose_log_fails_after_kaggle_accepted_warns_that_it_was_accepted(credentials, monkeypatch,
+                                                                                 competition_csv, capsys):
+    calls = kaggle_accepts(monkeypatch)
+
+    def full_disk(path, text, **kwargs):
+        raise KitError(f"Cannot write {path}: No space left on device; free some disk space.")
+
+    monkeypatch.setattr(submission.files, "write_text", full_disk)
+    assert cli.main(["submit", str(competition_csv), "-m", "accepted"]) == 0
+    assert len(calls) == 1
+    printed = capsys.readouterr()
+    assert "submitted" in printed.out and "(ref 4242): Successfully submitted to Digit Recognizer" in printed.out
+    warning = next(line for line in printed.out.splitlines() if line.startswith("warning:"))
+    assert f"Kaggle accepted the submission of {competition_csv} (ref 4242); do not submit it again" in warning
+    assert "No space left on device" in warning and f'"file": "{competition_csv.name}"' in warning
+    assert "logged in" not in printed.out

@@ -2,6 +2,8 @@
 
 import datetime as dt
 import errno
+import json
+import logging
 import os
 import re
 import shutil
@@ -17,6 +19,8 @@ from src.kaggle.command import LEADERBOARD_URL, RULES_URL, run_cli  # noqa: F401
 from src.kaggle.credentials import redact
 from src.mnist import COMPETITION_TEST_ROWS, SAMPLE_SUBMISSION_CSV, TEST_CSV, TRAIN_CSV
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SubmitResult:
@@ -29,7 +33,8 @@ class SubmitResult:
         submitted_at: UTC ISO time of the submission.
         answer: Kaggle's answer, e.g. `Successfully submitted to Digit Recognizer`.
         ref: the submission's number on Kaggle, when it said it.
-        log: the `kaggle-submissions.jsonl` the submission was added to.
+        log: the `kaggle-submissions.jsonl` the submission was added to; None when it could not be (a warning
+            said so).
     """
 
     file: Path
@@ -38,7 +43,7 @@ class SubmitResult:
     submitted_at: str
     answer: str
     ref: int | None
-    log: Path
+    log: Path | None
 
 
 def submit(file: str | os.PathLike, message: str) -> SubmitResult:
@@ -49,7 +54,8 @@ def submit(file: str | os.PathLike, message: str) -> SubmitResult:
         message: the submission's description on Kaggle.
 
     Raises:
-        KitError: no file or message, an invalid submission, or Kaggle refused it.
+        KitError: no file or message, an invalid submission, a log that could not be written (checked before
+            submitting), or Kaggle refused it. A log that fails once Kaggle accepted is a warning.
     """
     if not str(file).strip():
         raise KitError("No submission file given; run `make submit FILE=<csv> MESSAGE=\"...\"`.")
@@ -60,12 +66,22 @@ def submit(file: str | os.PathLike, message: str) -> SubmitResult:
     if rows != COMPETITION_TEST_ROWS:
         raise KitError(f"{path}: has {rows} rows but the competition scores {COMPETITION_TEST_ROWS:,}; "
                        "train on the competition's data (`make data` with Kaggle credentials) and submit that run.")
+    submission.check_submissions_log(path)
     output = run_cli(["competitions", "submit", "-c", paths.COMPETITION, "-f", str(path), "-m", message.strip()],
                      f"submit {path}")
     submitted_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     ref = re.search(r"Submission ref: (\d+)", output)
     answer = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
-    log = submission.append_submissions_log(path, message.strip(), submitted_at)
+    try:
+        log = submission.append_submissions_log(path, message.strip(), submitted_at)
+    except KitError as error:
+        # Kaggle has it: saying "failed" would have the user submit again and spend another of the day's quota.
+        entry = json.dumps({"file": path.name, "message": message.strip(), "submitted_at": submitted_at,
+                            "public_score": None})
+        logger.warning("warning: Kaggle accepted the submission of %s%s; do not submit it again. It could not be "
+                       "logged: %s Add this line to %s by hand: %s", path, f" (ref {ref.group(1)})" if ref else "",
+                       error, path.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME, entry)
+        log = None
     return SubmitResult(file=path, rows=rows, message=message.strip(), submitted_at=submitted_at,
                         answer=redact(answer), ref=int(ref.group(1)) if ref else None, log=log)
 
