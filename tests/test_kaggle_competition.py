@@ -143,9 +143,13 @@ def kaggle_sends(monkeypatch, content: bytes) -> None:
     monkeypatch.setattr(competition, "run_cli", run_cli)
 
 
+# Entries of a zip that is not only the competition's: names outside the folder, in sub-folders, other files.
+FOREIGN_ENTRIES = {"../../escape.csv": b"x", "/tmp/digit-kit-absolute.csv": b"x", "sub/train.csv": b"x",
+                   "notes.txt": b"x", "run.sh": b"x"}
+
+
 def test_download_competition_unpacks_only_the_competition_s_files(credentials, monkeypatch, tmp_path):
-    kaggle_sends(monkeypatch, zip_bytes({**COMPETITION, "../../escape.csv": b"x", "/tmp/digit-kit-absolute.csv": b"x",
-                                         "sub/train.csv": b"x", "notes.txt": b"x", "run.sh": b"x"}))
+    kaggle_sends(monkeypatch, zip_bytes({**COMPETITION, **FOREIGN_ENTRIES}))
     target = tmp_path / "input" / paths.COMPETITION
     competition.download_competition(target)
     assert sorted(path.name for path in target.rglob("*")) == sorted(COMPETITION)
@@ -183,26 +187,31 @@ def test_download_competition_checks_the_declared_sizes_before_writing(credentia
     assert list((tmp_path / "input").iterdir()) == []
 
 
-def test_download_competition_write_failures_are_one_line(credentials, monkeypatch, tmp_path, capsys):
+def full_disk(source, destination, length=0):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("non-empty target", "Cannot put the competition in {target}: it already exists and holds other files; move it "
+                         "away or remove it, then run `make data` again."),
+    ("full disk", "Cannot write the competition into {parent}: No space left on device; free some disk space"),
+])
+def test_download_competition_write_failures_are_one_line(credentials, monkeypatch, tmp_path, fault, message):
     kaggle_sends(monkeypatch, zip_bytes(COMPETITION))
     target = tmp_path / "input" / paths.COMPETITION
-    target.mkdir(parents=True)
-    (target / "mine.txt").write_text("the user's\n")
-    with pytest.raises(KitError, match=f"Cannot put the competition in {target}: it already exists and holds other "
-                                       "files; move it away or remove it, then run `make data` again."):
+    target.parent.mkdir()
+    if fault == "non-empty target":
+        target.mkdir()
+        (target / "mine.txt").write_text("the user's\n")
+    else:
+        monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    with pytest.raises(KitError) as raised:
         competition.download_competition(target)
-    assert [path.name for path in target.iterdir()] == ["mine.txt"]
-    assert sorted(path.name for path in target.parent.iterdir()) == [paths.COMPETITION]
-
-    def full_disk(source, destination, length=0):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(shutil, "copyfileobj", full_disk)
-    other = tmp_path / "other" / paths.COMPETITION
-    with pytest.raises(KitError, match="Cannot write the competition into .*other: No space left on device; free some "
-                                       "disk space"):
-        competition.download_competition(other)
-    assert list(other.parent.iterdir()) == []
+    assert str(raised.value).startswith(message.format(target=target, parent=target.parent))
+    assert "\n" not in str(raised.value)
+    # Nothing lost, nothing left: the user's folder as it was, no scratch folder beside it.
+    left = sorted(path.relative_to(target.parent).as_posix() for path in target.parent.rglob("*"))
+    assert left == ([paths.COMPETITION, f"{paths.COMPETITION}/mine.txt"] if fault == "non-empty target" else [])
 
 
 def kaggle_accepts(monkeypatch) -> list[list[str]]:

@@ -227,18 +227,22 @@ def fake_cli_writing(monkeypatch, write) -> list[list[str]]:
     return calls
 
 
+# What a kaggle CLI might leave in the download folder (given it and a file outside), and what the kit says of it.
+CLI_LEFTOVERS = [
+    (lambda folder, outside: (folder / "submission.csv").symlink_to(outside), "'submission.csv' is a symbolic link"),
+    (lambda folder, outside: (folder / "run").symlink_to(outside.parent, target_is_directory=True),
+     "'run' is a symbolic link"),
+    (lambda folder, outside: os.mkfifo(folder / "pipe.csv"), "'pipe.csv' is not a regular file"),
+    (lambda folder, outside: (folder / "a\x1b[2Jb.csv").write_text("x\n"), r"the name 'a\\x1b\[2Jb.csv' has control"),
+]
+
+
 def test_output_keeps_only_regular_files_whatever_the_cli_writes(credentials, kit_dirs, monkeypatch, tmp_path):
     outside = tmp_path / "secret.txt"
     outside.write_text("not the kernel's\n")
-    writers = [  # what a CLI might leave in the folder, and what the kit says of it
-        (lambda folder: (folder / "submission.csv").symlink_to(outside), "'submission.csv' is a symbolic link"),
-        (lambda folder: (folder / "run").symlink_to(tmp_path, target_is_directory=True), "'run' is a symbolic link"),
-        (lambda folder: os.mkfifo(folder / "pipe.csv"), "'pipe.csv' is not a regular file"),
-        (lambda folder: (folder / "a\x1b[2Jb.csv").write_text("x\n"), r"the name 'a\\x1b\[2Jb.csv' has control"),
-    ]
-    for write, said in writers:
+    for write, said in CLI_LEFTOVERS:
         fake_cli_writing(monkeypatch, lambda folder, write=write: ((folder / "ok.csv").write_text("ok\n"),
-                                                                   write(folder)))
+                                                                   write(folder, outside)))
         with pytest.raises(KitError, match=f"Refusing the output of kernel {REF}: {said}.*nothing was kept") as raised:
             kernels.download_output(KERNEL)
         assert "\n" not in str(raised.value) and "\x1b" not in str(raised.value), said
