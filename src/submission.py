@@ -139,6 +139,12 @@ def write_submission(labels: np.ndarray, path: str | os.PathLike, expected_rows:
 # --- the log of submissions -----------------------------------------------------------------------
 
 
+def _is_score(value) -> bool:
+    """Returns whether a logged public score is one: none yet, or a number a float holds."""
+    return value is None or isinstance(value, float) or \
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
 def read_submissions_log(folder: Path) -> dict[str, dict]:
     """Reads what `make submit` recorded in `<folder>/kaggle-submissions.jsonl`.
 
@@ -160,10 +166,12 @@ def read_submissions_log(folder: Path) -> dict[str, dict]:
             continue
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
             entry = None
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            logger.warning("skipping %s line %d: not a submission entry with a file name", path, line_number)
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or \
+                not _is_score(entry.get("public_score")):
+            logger.warning("skipping %s line %d: not a submission entry (a file name, a score or none)", path,
+                           line_number)
             continue
         earlier = submissions.get(entry["file"])
         if earlier is None or entry.get("public_score") is not None or earlier.get("public_score") is None:

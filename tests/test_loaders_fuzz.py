@@ -210,12 +210,17 @@ def header_text(descr: str, fortran: str, shape: str, form: str) -> str:
     return {"list": "[" + text[1:-1] + "]", "syntax": text[:-3] + "(}"}.get(form, text)
 
 
-def npy_with_header(version: tuple[int, int], header: str, payload: bytes) -> bytes:
+def padded_header(version: tuple[int, int], header: str) -> bytes:
+    """Returns the header as np.save pads it: spaces and a newline, to a multiple of 64 bytes with the preamble."""
     encoded = header.encode("latin1")
-    length_format = "<H" if version[0] < 2 else "<I"
-    preamble = len(np.lib.format.MAGIC_PREFIX) + 2 + struct.calcsize(length_format)
-    padded = encoded + b" " * ((-(preamble + len(encoded) + 1)) % 64) + b"\n"
-    return np.lib.format.MAGIC_PREFIX + bytes(version) + struct.pack(length_format, len(padded)) + padded + payload
+    preamble = len(np.lib.format.MAGIC_PREFIX) + 2 + (2 if version[0] < 2 else 4)
+    return encoded + b" " * ((-(preamble + len(encoded) + 1)) % 64) + b"\n"
+
+
+def npy_with_header(version: tuple[int, int], header: str, payload: bytes) -> bytes:
+    padded = padded_header(version, header)
+    length = struct.pack("<H" if version[0] < 2 else "<I", len(padded))
+    return np.lib.format.MAGIC_PREFIX + bytes(version) + length + padded + payload
 
 
 def dimension_text(dimension: int) -> str:
@@ -268,7 +273,8 @@ def test_load_npz_refuses_each_lying_header_for_its_own_reason(limited, tmp_path
     content = original.tobytes()
     if payload == "fit" and size is not None and 0 <= size <= 1 << 16:
         content = (content * (size // max(len(content), 1) + 1))[:size]
-    member = npy_with_header(version, header_text(descr, fortran, shape_text, form), content)
+    header = header_text(descr, fortran, shape_text, form)
+    member = npy_with_header(version, header, content)
     path = tmp_path / "header.npz"
     path.write_bytes(npz_bytes({**{name: npy_bytes(array) for name, array in ARRAYS.items()}, key: member},
                                compressed))
@@ -278,7 +284,8 @@ def test_load_npz_refuses_each_lying_header_for_its_own_reason(limited, tmp_path
     # The reason the loader must give, from the damage done: the first broken thing in reading order.
     if version not in ((1, 0), (2, 0)):
         expected = "version"
-    elif form != "dict" or shape_form != "tuple" or fortran_order is None or dtype is None:
+    elif form != "dict" or shape_form != "tuple" or fortran_order is None or dtype is None or \
+            len(padded_header(version, header)) > 10_000:  # numpy refuses headers longer than that
         expected = "header"
     elif dtype.hasobject:
         expected = "objects"

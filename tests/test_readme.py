@@ -122,8 +122,9 @@ def test_what_the_tests_try_is_counted_from_the_tests():
             competition.test_download_competition_refuses_a_zip_that_is_not_the_competition_s,
             competition.test_download_competition_checks_the_declared_sizes_before_writing,
             competition.test_download_competition_write_failures_are_one_line],
-        "bad input: submissions logs unreadable, read-only, failing after Kaggle accepted, written at once": [
+        "bad input: submissions logs unreadable, damaged, read-only, failing after Kaggle accepted, written at once": [
             submission.test_check_submissions_log_refuses_a_log_it_could_not_add_to,
+            submission.test_read_submissions_log_keeps_the_scored_entry_of_each_file,
             submission.test_check_submissions_log_refuses_a_folder_that_takes_no_file,
             competition.test_submit_checks_the_log_before_submitting,
             competition.test_submit_whose_log_fails_after_kaggle_accepted_warns_that_it_was_accepted,

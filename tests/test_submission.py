@@ -78,15 +78,17 @@ def test_read_submissions_log_keeps_the_scored_entry_of_each_file(tmp_path, capl
         {"file": "a.csv", "message": "again", "submitted_at": "t2", "public_score": None},
         {"file": "b.csv", "message": "pending", "submitted_at": "t3", "public_score": None},
         "not an entry",
+        {"file": "c.csv", "public_score": "0.99"},
+        {"file": "d.csv", "public_score": 10**400},
     ]
     (tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME).write_text(
-        "\n".join(json.dumps(line) for line in lines) + "\n{broken\n", encoding="utf-8")
+        "\n".join(json.dumps(line) for line in lines) + "\n{broken\n" + "[" * 100_000 + "\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="src.submission"):
         submissions = submission.read_submissions_log(tmp_path)
     assert submissions["a.csv"]["public_score"] == 0.97
     assert submissions["b.csv"]["message"] == "pending"
     assert set(submissions) == {"a.csv", "b.csv"}
-    assert len(caplog.messages) == 2
+    assert len(caplog.messages) == 5 and all("\n" not in message for message in caplog.messages)
     assert submission.read_submissions_log(tmp_path / "elsewhere") == {}
 
 
