@@ -14,7 +14,8 @@ layers of the package, each importing only those below it (checked by `lint-impo
 | results | `finish`, `report`, `plots`, `runs_table`, `records`, `runs`, `results`, `folds`, `submission` |
 | models and data | `models` (the registry), `optimizers`, `data`, `leaks`, `loaders`, `validation`, `tfrecord`, |
 | | `pipelines`, `layout`, `sample` |
-| ground | `config`, `machine`, `provenance`, `paths`, `files`, `filesystem`, `mnist`, `errors` |
+| ground | `config`, `machine`, `provenance`, `paths`, `files`, `filesystem`, `npz` (untrusted `.npz` files), `mnist`, |
+| | `errors` |
 """
 
 import os

@@ -160,7 +160,8 @@ def _pace(args: argparse.Namespace):
 def _print_submitted(result) -> None:
     reference = f" (ref {result.ref})" if result.ref is not None else ""
     print(f"submitted {result.file}{reference}: {result.answer}")
-    print(f"logged in {result.log}; `make scores` brings its public score home once Kaggle has scored it")
+    logged = f"logged in {result.log}; " if result.log is not None else ""
+    print(f"{logged}`make scores` brings its public score home once Kaggle has scored it")
 
 
 def _command_watch(args: argparse.Namespace) -> int:

@@ -12,7 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from src import config, data, finish, paths, records, results, runs
+import numpy as np
+
+from src import config, data, finish, folds, paths, records, results, runs
 from src.errors import KitError
 from src.kaggle import competition, kernels, metadata, watch
 
@@ -50,6 +52,42 @@ def _fetch_fold(ref: str, fold_index: int, target: Path, name: str) -> FetchedFo
         raise KitError(f"The output of {ref} lacks {record['run']}/fold-{fold_index}.npz beside {path.name}; "
                        f"push the folds again with `make push-folds KERNEL={name}`.")
     return FetchedFold(fold_index=fold_index, ref=ref, folder=target, record=record, fold_file=fold_file)
+
+
+def _recorded_config(fold: FetchedFold) -> config.RunConfig:
+    """Returns the configuration a fold kernel recorded, through the checks its flags passed (ranges, choices)."""
+    known = {item.name for item in dataclasses.fields(config.RunConfig)}
+    settings = {key: value for key, value in fold.record["config"].items() if key in known}
+    push_again = "blend only folds the kit wrote: push the folds again with `make push-folds`"
+    try:
+        recorded = config.RunConfig(**settings)
+    except KitError as error:
+        raise KitError(f"The record of fold {fold.fold_index} ({fold.ref}) holds settings the kit refuses: "
+                       f"{str(error).rstrip('.')}; {push_again}.") from None
+    except TypeError:  # a missing kernel name, a number that is text, ...
+        raise KitError(f"The record of fold {fold.fold_index} ({fold.ref}) holds settings of the wrong type; "
+                       f"{push_again}.") from None
+    if not isinstance((fold.record.get("data") or {}).get("sha256"), str):
+        raise KitError(f"The record of fold {fold.fold_index} ({fold.ref}) names no data sha256; {push_again}.")
+    if recorded.fold_index != fold.fold_index:
+        raise KitError(f"The record of fold {fold.fold_index} ({fold.ref}) is of fold {recorded.fold_index}; "
+                       f"{push_again}.")
+    return recorded
+
+
+def _check_fold_rows(fold: FetchedFold, loaded: results.FoldResult, dataset, num_folds: int, seed: int) -> None:
+    """Raises the kit's error unless a downloaded fold holds out exactly the rows its fold of the split holds out
+    and predicts every test image: what a local run of the same settings would have."""
+    if loaded.fold_index != fold.fold_index or loaded.validation_indices is None:
+        raise KitError(f"{fold.fold_file} does not hold fold {fold.fold_index} of a k-fold run; push the folds "
+                       "again.")
+    expected = folds.fold_splits(dataset.y_train, num_folds, seed)[fold.fold_index][1]
+    if not np.array_equal(loaded.validation_indices, expected):
+        raise KitError(f"{fold.fold_file} holds out other training rows than fold {fold.fold_index} of --folds "
+                       f"{num_folds} --seed {seed} on this data; push the folds again.")
+    if len(loaded.test_probabilities) != len(dataset.x_test):
+        raise KitError(f"{fold.fold_file} predicts {len(loaded.test_probabilities)} test images but "
+                       f"{dataset.source} has {len(dataset.x_test)}; push the folds again.")
 
 
 def _check_folds_agree(fetched: list[FetchedFold]) -> None:
@@ -111,13 +149,16 @@ def collect(kernel: str | os.PathLike, data_path: str | None = None, out_dir: Pa
                        f"(`kaggle kernels status {metadata.fold_ref(ref, 0)}`), or push them with `make push-folds "
                        f"KERNEL={name}`.")
     fetched = [_fetch_fold(metadata.fold_ref(ref, 0), 0, downloads / "fold-0", name)]
-    num_folds = fetched[0].record["config"]["folds"]
+    recorded = _recorded_config(fetched[0])
+    num_folds = recorded.folds
     waiting = unfinished(range(1, num_folds))
     if waiting:
         raise KitError(f"Kaggle has not finished every fold of {name}: {', '.join(waiting)}; wait for them, or push "
                        f"the folds again with `make push-folds KERNEL={name} FOLDS={num_folds}`.")
     fetched += [_fetch_fold(metadata.fold_ref(ref, index), index, downloads / f"fold-{index}", name)
                 for index in range(1, num_folds)]
+    for fold in fetched[1:]:
+        _recorded_config(fold)
     _check_folds_agree(fetched)
 
     dataset = data.load_dataset(data_path)
@@ -130,16 +171,12 @@ def collect(kernel: str | os.PathLike, data_path: str | None = None, out_dir: Pa
     fold_results = []
     for fold in fetched:
         loaded = results.load_fold(fold.fold_file)
-        if loaded.fold_index != fold.fold_index or loaded.validation_indices is None:
-            raise KitError(f"{fold.fold_file} does not hold fold {fold.fold_index} of a k-fold run; push the folds "
-                           "again.")
+        _check_fold_rows(fold, loaded, dataset, num_folds, recorded.seed)
         fold_results.append(loaded)
     result = results.ensemble(fold_results, dataset)
 
-    known = {item.name for item in dataclasses.fields(config.RunConfig)}
-    settings = {key: value for key, value in fetched[0].record["config"].items() if key in known}
-    settings.update(fold_index=None, data=str(dataset.source), out=str(out_dir) if out_dir is not None else None)
-    run_config = config.RunConfig(**settings)
+    run_config = dataclasses.replace(recorded, fold_index=None, data=str(dataset.source),
+                                     out=str(out_dir) if out_dir is not None else None)
     run = runs.start_run(name, run_config.output_dir)
     try:
         return finish.finish_run(

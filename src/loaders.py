@@ -6,51 +6,19 @@ the header before pandas parses the rows.
 """
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from src import npz
 from src.errors import KitError
 from src.mnist import NPZ_KEYS, PIXEL_COLUMNS, TEST_CSV, TRAIN_CSV
 from src.validation import check_images, check_labels
 
-# MNIST is 55 MB; a member claiming more than this is corrupt, not large.
-MAX_ARRAY_BYTES = 1 << 30
 DATA_HINT = "pass --data an mnist.npz file or a folder with train.csv and test.csv, or run `make data`"
-
-
-def _read_npz_member(archive: zipfile.ZipFile, key: str, source: Path) -> np.ndarray:
-    """Reads one array of an `.npz`, checking its header before allocating anything."""
-    member = f"{key}.npy"
-    info = archive.getinfo(member)
-    with archive.open(info) as stream:
-        try:
-            version = np.lib.format.read_magic(stream)
-            if version == (1, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
-            else:
-                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
-        except ValueError as error:
-            raise KitError(f"{source}: {key} is not a valid .npy array ({error}); re-create the file.") from None
-        if dtype.hasobject:
-            raise KitError(
-                f"{source}: {key} holds Python objects, which need pickle to load; the kit never "
-                "unpickles data. Save plain numeric arrays (np.savez with uint8 arrays)."
-            )
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        size = count * dtype.itemsize
-        if size > MAX_ARRAY_BYTES or size > info.file_size:
-            raise KitError(
-                f"{source}: {key} claims shape {shape} ({size:,} bytes) but the archive holds "
-                f"{info.file_size:,}; the file is corrupt. Re-create or re-download it."
-            )
-        buffer = stream.read(size)
-    if len(buffer) != size:
-        raise KitError(f"{source}: {key} is truncated; re-create or re-download the file.")
-    array = np.frombuffer(buffer, dtype=dtype)
-    return array.reshape(shape, order="F" if fortran_order else "C")
 
 
 def load_npz(path: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -74,30 +42,28 @@ def load_npz(path: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarray], tu
             f"{source} is not an .npz file (not a zip archive); give an mnist.npz written by "
             "np.savez or keras, or a competition folder."
         )
-    arrays = {}
-    try:
-        with zipfile.ZipFile(source) as archive:
-            names = set(archive.namelist())
-            missing = [key for key in NPZ_KEYS if f"{key}.npy" not in names]
-            if missing:
-                present = sorted(name.removesuffix(".npy") for name in names)
-                raise KitError(
-                    f"{source} lacks {', '.join(missing)}; an mnist.npz needs {', '.join(NPZ_KEYS)}. "
-                    f"Received keys: {present}."
-                )
-            for key in NPZ_KEYS:
-                arrays[key] = _read_npz_member(archive, key, source)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError) as error:
-        raise KitError(f"{source} is corrupt ({error}); re-create or re-download it.") from None
-    except Exception as error:  # zlib.error and friends from a damaged member
-        if isinstance(error, KitError):
-            raise
-        raise KitError(f"{source} is corrupt ({type(error).__name__}: {error}); re-create or re-download it.") from None
+    arrays = npz.read_npz(source, NPZ_KEYS, what="an mnist.npz", fix="Re-create or re-download it.")
     x_train = check_images(arrays["x_train"], "x_train", source)
     y_train = check_labels(arrays["y_train"], "y_train", source, len(x_train))
     x_test = check_images(arrays["x_test"], "x_test", source)
     y_test = check_labels(arrays["y_test"], "y_test", source, len(x_test))
     return (x_train, y_train), (x_test, y_test)
+
+
+def _refuse_ragged_row(path: Path, columns: int) -> None:
+    """Raises the kit's error naming the first row whose number of fields differs from the header's, if any."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as stream:
+        stream.readline()
+        row = 0
+        for line_number, line in enumerate(stream, start=2):
+            if not line.strip():
+                continue  # pandas skips blank lines too
+            row += 1
+            fields = line.count(",") + 1
+            if fields != columns:
+                raise KitError(f"{path}: row {row} (line {line_number}) has {fields} fields but the header has "
+                               f"{columns}; every row needs exactly {columns} comma-separated integers. "
+                               f"Re-download the file.")
 
 
 def _read_csv(path: Path, expected_columns: tuple[str, ...]) -> np.ndarray:
@@ -122,14 +88,22 @@ def _read_csv(path: Path, expected_columns: tuple[str, ...]) -> np.ndarray:
             f"Received {len(header)} columns."
         )
     try:
-        # Explicit integer dtypes let pandas' C parser read 70,000 rows in seconds.
-        frame = pd.read_csv(path, dtype=np.int32, engine="c", na_filter=True)
-    except (ValueError, pd.errors.ParserError, OverflowError) as error:
+        with warnings.catch_warnings():
+            # A row with a field more than the header: pandas would take the first column as an index and shift
+            # the rest (labels would become pixel0). index_col=False keeps the columns, and its warning about the
+            # extra field becomes an error here.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # Explicit integer dtypes let pandas' C parser read 70,000 rows in seconds.
+            frame = pd.read_csv(path, dtype=np.int32, engine="c", na_filter=True, index_col=False)
+    except (ValueError, OverflowError, pd.errors.ParserError, pd.errors.ParserWarning) as error:
+        _refuse_ragged_row(path, len(expected_columns))
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise KitError(
-            f"{path} has a value that is not a whole number, or a short or long row ({reason}); "
-            "every cell must be an integer."
+            f"{path} has a value that is not a whole number ({reason}); every cell must be an integer."
         ) from None
+    if frame.shape[1] != len(expected_columns):
+        _refuse_ragged_row(path, len(expected_columns))
+        raise KitError(f"{path} has {frame.shape[1]} columns but its header {len(expected_columns)}; re-download it.")
     if len(frame) == 0:
         raise KitError(f"{path} has a header but no rows; it needs at least one image.")
     return frame.to_numpy()

@@ -39,6 +39,20 @@ def git_state(watched: Sequence[str | Path] = (), *, untracked: bool = False) ->
     return commit or None, bool(status)
 
 
+def tracked_files(folder: str | Path) -> set[Path] | None:
+    """Returns the files git tracks under `folder` (relative to the repository), as absolute paths.
+
+    Returns:
+        The tracked files (those in git's index); None outside a git checkout or without git.
+    """
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--", str(folder)], cwd=paths.REPO_ROOT,
+                                capture_output=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {paths.REPO_ROOT / name for name in listed.decode("utf-8", "surrogateescape").split("\0") if name}
+
+
 def library_versions() -> dict[str, str]:
     """Returns the versions of Python and of the libraries that decide a run's numbers (those installed)."""
     versions = {"python": platform.python_version()}

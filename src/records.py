@@ -8,12 +8,11 @@ that runs can be blended later. Both are written atomically and never replaced.
 import datetime as dt
 import json
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from src import files, provenance
+from src import files, npz, provenance
 from src.errors import KitError
 from src.mnist import NUM_CLASSES
 from src.runs import OUTPUT_SUFFIXES, Run
@@ -118,6 +117,8 @@ def read_record(path: Path) -> dict:
     """
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise KitError(f"Cannot read run record {path}: it is nested too deeply to be a run record.") from None
     except (OSError, ValueError) as error:
         raise KitError(f"Cannot read run record {path} ({error}).") from None
 
@@ -128,11 +129,112 @@ def is_run_record(value) -> bool:
             and isinstance(value.get("config"), dict))
 
 
+# A record is a few levels deep (folds, then a fold's history, then its values); far deeper is not a record.
+MAX_RECORD_DEPTH = 8
+MAX_NAME_LENGTH = 200
+SCALARS = (str, int, float, bool, type(None))
+
+
+def _depth(value) -> int:
+    """Returns how deeply a parsed JSON value nests (a scalar is 0), without recursing."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_RECORD_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _is_number(value) -> bool:
+    # NaN stays (a diverged loss is recorded as NaN); an integer too large for a float would break formatting.
+    return isinstance(value, float) or isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
+def _optional(check):
+    return lambda value: value is None or check(value)
+
+
+def is_plain_name(value) -> bool:
+    """Returns whether `value` names a file or folder right in a run's folder: no separators, `..` or controls."""
+    return (isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH and value.isprintable()
+            and not value.startswith(".") and "/" not in value and "\\" not in value)
+
+
+def _all(check):
+    return lambda value: isinstance(value, list) and all(check(item) for item in value)
+
+
+def _strings_to(check):
+    return lambda value: isinstance(value, dict) and all(isinstance(key, str) and check(item)
+                                                         for key, item in value.items())
+
+
+_optional_number = _optional(_is_number)
+_optional_count = _optional(lambda value: isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63)
+_optional_text = _optional(lambda value: isinstance(value, str))
+# What the readers of records (runs, report, blend, collect) use of them, and the type each must have.
+_RECORD_FIELDS = {
+    "run": is_plain_name,
+    "kernel": is_plain_name,
+    "created": _optional_text,
+    "config": _strings_to(lambda value: isinstance(value, SCALARS) or _all(lambda item: isinstance(item, SCALARS))(
+        value)),
+    "data": _optional(_strings_to(lambda value: isinstance(value, SCALARS))),
+    "cv_mean": _optional_number, "cv_std": _optional_number, "oof_accuracy": _optional_number,
+    "test_accuracy": _optional_number, "seconds": _optional_number,
+    "submission": _optional(is_plain_name),
+    "probabilities": _optional(is_plain_name),
+    "versions": _optional(_strings_to(lambda value: isinstance(value, str))),
+    "git_commit": _optional_text,
+    "git_dirty": _optional(lambda value: isinstance(value, bool)),
+    "blend": _optional(lambda value: isinstance(value, dict) and _all(is_plain_name)(value.get("runs", []))
+                       and _all(_is_number)(value.get("weights", []))),
+    "collected_from": _optional(_all(lambda value: isinstance(value, dict) and _optional_count(value.get("fold"))
+                                     and _optional_text(value.get("kernel"))
+                                     and _optional(is_plain_name)(value.get("run")))),
+}
+_CONFIG_FIELDS = {"folds": _optional_count, "fold_index": _optional_count, "seed": _optional_count,
+                  "model": _optional_text, "kernel": _optional_text}
+_DATA_FIELDS = {"source": _optional_text, "sha256": _optional_text, "kind": _optional_text}
+_FOLD_FIELDS = {"fold": _optional_count, "validation_accuracy": _optional_number, "test_accuracy": _optional_number,
+                "seconds": _optional_number, "fit_seconds": _optional_number,
+                "history": _optional(_strings_to(_all(_optional_number)))}
+
+
+def record_problem(record: dict) -> str | None:
+    """Returns what is wrong with a run record's fields (first problem only), or None when readers can use it.
+
+    A record read back may come from anywhere (a download, an edit by hand): this checks the type of every field
+    the kit's readers use, that names of files (`run`, `submission`, `probabilities`) lie in the run's folder, and
+    that the record is not nested absurdly deep.
+    """
+    if _depth(record) > MAX_RECORD_DEPTH:
+        return f"it nests more than {MAX_RECORD_DEPTH} levels deep"
+    checks = [(f"{name}", record.get(name), check) for name, check in _RECORD_FIELDS.items()]
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    checks += [(f"config.{name}", config.get(name), check) for name, check in _CONFIG_FIELDS.items()]
+    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    checks += [(f"data.{name}", data.get(name), check) for name, check in _DATA_FIELDS.items()]
+    folds = record.get("folds")
+    if not _optional(_all(lambda value: isinstance(value, dict)))(folds):
+        return "folds is not a list of folds"
+    checks += [(f"folds[{index}].{name}", fold.get(name), check) for index, fold in enumerate(folds or [])
+               for name, check in _FOLD_FIELDS.items()]
+    for name, value, check in checks:
+        if not check(value):
+            shown = repr(value)
+            return f"{name} is {shown if len(shown) <= 60 else shown[:57] + '...'}"
+    return None
+
+
 def find_records(folder: Path) -> list[tuple[Path, dict]]:
     """Reads the run records `<folder>/*.json`.
 
-    A file that is not JSON, or JSON that is not a run record (e.g. a `kernel-metadata.json`), is skipped
-    with a one-line warning.
+    A file that is not JSON, JSON that is not a run record (e.g. a `kernel-metadata.json`), or a run record whose
+    fields are damaged (`record_problem`) is skipped with a one-line warning.
 
     Returns:
         `(path, record)` pairs in file-name order.
@@ -147,11 +249,18 @@ def find_records(folder: Path) -> list[tuple[Path, dict]]:
     for path in sorted(folder.glob("*.json")):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
+        except RecursionError:
+            logger.warning("skipping %s: nested too deeply to be a run record", path)
+            continue
         except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             logger.warning("skipping %s: not readable as JSON (%s)", path, error)
             continue
         if not is_run_record(record):
             logger.warning("skipping %s: not a run record (it lacks run, kernel or config)", path)
+            continue
+        problem = record_problem(record)
+        if problem is not None:
+            logger.warning("skipping %s: a damaged run record (%s)", path, problem)
             continue
         found.append((path, record))
     return found
@@ -244,17 +353,16 @@ def read_run(record_path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     record = read_record(record_path)
     if not is_run_record(record) or not isinstance(record.get("probabilities"), str):
         raise KitError(f"{record_path} is not a run record with saved probabilities; give a run's .json.")
+    problem = record_problem(record)
+    if problem is not None:
+        raise KitError(f"{record_path} is a damaged run record: {problem}; give a run's .json as the kit wrote it.")
     npz_path = record_path.parent / record["probabilities"]
-    try:
-        with np.load(npz_path, allow_pickle=False) as saved:
-            arrays = {key: saved[key] for key in saved.files}
-    except FileNotFoundError:
-        raise KitError(f"{npz_path} is missing: run {record['run']}'s probabilities are needed to blend it.") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise KitError(f"Cannot read {npz_path} ({error}); the run's probabilities are damaged.") from None
+    if not npz_path.is_file():
+        raise KitError(f"{npz_path} is missing: run {record['run']}'s probabilities are needed to blend it.")
+    arrays = npz.read_npz(npz_path, ("test_probabilities",), ("oof_probabilities",), what="a run's probabilities file",
+                          fix="Blend other runs, or train this one again.")
     for key, array in arrays.items():
-        if key.endswith("_probabilities") and (array.ndim != 2 or array.shape[1] != NUM_CLASSES):
-            raise KitError(f"{npz_path}: {key} must have shape (rows, 10). Received: {key}.shape={array.shape}.")
-    if "test_probabilities" not in arrays:
-        raise KitError(f"{npz_path} holds no test_probabilities; it is not a run's probabilities file.")
+        if array.ndim != 2 or array.shape[1] != NUM_CLASSES or array.dtype.kind != "f":
+            raise KitError(f"{npz_path}: {key} must be floats of shape (rows, 10). "
+                           f"Received: {key}.shape={array.shape}, dtype={array.dtype}.")
     return record, arrays

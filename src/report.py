@@ -175,12 +175,15 @@ def write_report(record_path: Path, out_path: Path | None = None) -> Path:
         The page's path.
 
     Raises:
-        KitError: the record is missing or is not a run record.
+        KitError: the record is missing, is not a run record, or is damaged (`records.record_problem`).
     """
     record_path = Path(record_path)
     record = records.read_record(record_path)
     if not records.is_run_record(record):
         raise KitError(f"{record_path} is not a run record; give a run's .json as `python -m src runs` lists them.")
+    problem = records.record_problem(record)
+    if problem is not None:
+        raise KitError(f"{record_path} is a damaged run record: {problem}; give a run's .json as the kit wrote it.")
     submissions = submission.read_submissions_log(record_path.parent)
     kaggle = runs_table.submission_of(record, submissions)
     pictures = run_pictures(record_path, record)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src import files
+from src import files, npz
+from src.errors import KitError
 from src.mnist import NUM_CLASSES
 
 
@@ -101,20 +102,76 @@ def save_fold(path: Path, fold: FoldResult) -> None:
         np.savez(stream, summary=np.array(json.dumps(summary)), **arrays)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, float) or isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
+def _summary_problem(summary) -> str | None:
+    """Returns what is wrong with a saved fold's summary, or None."""
+    if not isinstance(summary, dict):
+        return "its summary is not a JSON object"
+    index = summary.get("fold_index")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**31:
+        return f"its fold_index is {index!r}"
+    if not _is_number(summary.get("seconds")):
+        return f"its seconds are {summary.get('seconds')!r}"
+    for name in ("validation_accuracy", "test_accuracy"):
+        if summary.get(name) is not None and not _is_number(summary[name]):
+            return f"its {name} is {summary[name]!r}"
+    history = summary.get("history", {})
+    if not isinstance(history, dict) or not all(
+            isinstance(values, list) and all(value is None or _is_number(value) for value in values)
+            for values in history.values()):
+        return "its history is not lists of numbers by metric"
+    return None
+
+
 def load_fold(path: Path) -> FoldResult:
-    """Reads a fold saved by `save_fold`."""
-    with np.load(path, allow_pickle=False) as saved:
-        summary = json.loads(str(saved["summary"]))
-        return FoldResult(
-            fold_index=summary["fold_index"],
-            seconds=summary["seconds"],
-            validation_indices=saved["validation_indices"] if "validation_indices" in saved else None,
-            validation_probabilities=saved["validation_probabilities"] if "validation_probabilities" in saved else None,
-            validation_accuracy=summary["validation_accuracy"],
-            test_probabilities=saved["test_probabilities"],
-            test_accuracy=summary["test_accuracy"],
-            history=summary["history"],
-        )
+    """Reads a fold saved by `save_fold`: a resumed run's own, or one downloaded from a fold kernel (`collect`).
+
+    Raises:
+        KitError: the file is not a saved fold or is damaged (every array and the summary are checked).
+    """
+    fix = "Delete it to train the fold again, or download the fold kernels' outputs again."
+    arrays = npz.read_npz(path, ("summary", "test_probabilities"), ("validation_indices", "validation_probabilities"),
+                          what="a saved fold", fix=fix)
+    summary_array = arrays["summary"]
+    summary = None
+    if summary_array.ndim == 0 and summary_array.dtype.kind == "U":
+        try:
+            summary = json.loads(str(summary_array))
+        except (ValueError, RecursionError):
+            summary = None
+    problem = _summary_problem(summary) if summary is not None else "its summary is not JSON text"
+    test_probabilities = arrays["test_probabilities"]
+    indices = arrays.get("validation_indices")
+    validation_probabilities = arrays.get("validation_probabilities")
+    if problem is None and not _probabilities(test_probabilities):
+        problem = f"its test_probabilities have shape {test_probabilities.shape} and dtype {test_probabilities.dtype}"
+    if problem is None and (indices is None) != (validation_probabilities is None):
+        problem = "it holds validation indices or probabilities without the other"
+    if problem is None and indices is not None and (indices.ndim != 1 or indices.dtype.kind not in "iu"
+                                                    or not _probabilities(validation_probabilities, len(indices))):
+        problem = (f"its validation_indices {indices.shape} ({indices.dtype}) do not match its "
+                   f"validation_probabilities {validation_probabilities.shape} ({validation_probabilities.dtype})")
+    if problem is not None:
+        raise KitError(f"{path} is not a saved fold the kit can use: {problem}. {fix}")
+    return FoldResult(
+        fold_index=summary["fold_index"],
+        seconds=float(summary["seconds"]),
+        validation_indices=indices,
+        validation_probabilities=validation_probabilities,
+        validation_accuracy=summary.get("validation_accuracy"),
+        test_probabilities=test_probabilities,
+        test_accuracy=summary.get("test_accuracy"),
+        history=summary.get("history", {}),
+    )
+
+
+def _probabilities(array: np.ndarray, rows: int | None = None) -> bool:
+    """Returns whether `array` is floats of shape `(rows, 10)`."""
+    return array.ndim == 2 and array.shape[1] == NUM_CLASSES and array.dtype.kind == "f" and \
+        (rows is None or array.shape[0] == rows)
 
 
 def combine_members(members: list[FoldResult], dataset) -> FoldResult:

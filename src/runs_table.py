@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,10 +30,18 @@ def _data_label(record: dict) -> str:
     return f"{Path(str(data.get('source', '?'))).name}:{str(data.get('sha256') or '?')[:8]}"
 
 
+def _printable(text: str) -> str:
+    """Returns `text` without control, format and separator characters: a record may hold escape sequences or
+    bidirectional overrides that would rewrite the terminal or reorder the table."""
+    return "".join(character for character in text
+                   if not unicodedata.category(character).startswith("C") and unicodedata.category(character)
+                   not in ("Zl", "Zp"))
+
+
 def _setting_text(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
-    return "" if value is None else str(value)
+    return "" if value is None else _printable(str(value))
 
 
 def runs_table(records: Sequence[dict], submissions: dict[str, dict] | None = None, *, kernel: str | None = None,
@@ -124,7 +133,7 @@ def _display_cells(settings: list[str], row: dict, leak_column: bool) -> list[st
     kaggle = "no"
     if row["submitted"]:
         kaggle = "yes" if row["public_score"] is None else f"yes {row['public_score']:.5f}"
-    cells = [row["run"], row["kernel"], _setting_text(row["model"]),
+    cells = [_printable(row["run"]), _printable(row["kernel"]), _setting_text(row["model"]),
              *(_setting_text(row["settings"].get(key)) for key in settings),
              _setting_text(row["folds"]) or "-", cv, score(row["test_accuracy"]),
              "-" if row["minutes"] is None else f"{row['minutes']:.1f}", kaggle]
@@ -149,10 +158,10 @@ def format_runs_table(settings: list[str], rows: list[dict], output_format: str 
     if output_format == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["run", "kernel", "model", *settings, "folds", "cv_mean", "cv_std", "test_accuracy",
-                         "minutes", "kaggle_submitted", "public_score", "test_leaks"])
+        writer.writerow(["run", "kernel", "model", *map(_printable, settings), "folds", "cv_mean", "cv_std",
+                         "test_accuracy", "minutes", "kaggle_submitted", "public_score", "test_leaks"])
         for row in rows:
-            writer.writerow([row["run"], row["kernel"], _setting_text(row["model"]),
+            writer.writerow([_printable(row["run"]), _printable(row["kernel"]), _setting_text(row["model"]),
                              *(_setting_text(row["settings"].get(key)) for key in settings),
                              _setting_text(row["folds"]),
                              *("" if row[key] is None else f"{row[key]:.6g}"
@@ -162,8 +171,8 @@ def format_runs_table(settings: list[str], rows: list[dict], output_format: str 
         return buffer.getvalue()
     # A run whose training data held test images gets a column of its own: its scores are leaks, not skill.
     leak_column = any(row["test_leaks"] for row in rows)
-    header = ["run", "kernel", "model", *settings, "folds", "cv accuracy", "test accuracy", "minutes", "kaggle",
-              *(["leak"] if leak_column else [])]
+    header = ["run", "kernel", "model", *map(_printable, settings), "folds", "cv accuracy", "test accuracy", "minutes",
+              "kaggle", *(["leak"] if leak_column else [])]
     body = [_display_cells(settings, row, leak_column) for row in rows]
     if output_format == "markdown":
         lines = [header, ["---"] * len(header), *body]

@@ -6,11 +6,15 @@ file's run record is known); `make scores` fills in `public_score` and Kaggle's 
 reads it.
 """
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +141,12 @@ def write_submission(labels: np.ndarray, path: str | os.PathLike, expected_rows:
 # --- the log of submissions -----------------------------------------------------------------------
 
 
+def _is_score(value) -> bool:
+    """Returns whether a logged public score is one: none yet, or a number a float holds."""
+    return value is None or isinstance(value, float) or \
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
 def submissions_log_entries(log: Path) -> list[dict]:
     """Returns every entry of a `kaggle-submissions.jsonl`, oldest first; lines that are not one are skipped
     with a one-line warning. Empty when the log does not exist."""
@@ -154,10 +164,12 @@ def submissions_log_entries(log: Path) -> list[dict]:
             continue
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
             entry = None
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            logger.warning("skipping %s line %d: not a submission entry with a file name", log, line_number)
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or \
+                not _is_score(entry.get("public_score")):
+            logger.warning("skipping %s line %d: not a submission entry (a file name, a score or none)", log,
+                           line_number)
             continue
         entries.append(entry)
     return entries
@@ -178,14 +190,110 @@ def read_submissions_log(folder: Path) -> dict[str, dict]:
     return submissions
 
 
-def write_submissions_log(log: Path, entries: list[dict]) -> Path:
-    """Rewrites a `kaggle-submissions.jsonl` with `entries`, one JSON object a line, atomically."""
-    return files.write_text(Path(log), "".join(json.dumps(entry) + "\n" for entry in entries))
+def check_submissions_log(file: Path) -> Path:
+    """Checks, before anything is submitted, that the log beside `file` can be read and written.
+
+    A submission Kaggle accepted counts against the day's quota: the log must not be found broken only after it.
+
+    Returns:
+        The log's path (it need not exist yet).
+
+    Raises:
+        KitError: the log is not readable UTF-8 text, not writable, or its folder takes no new file.
+    """
+    log = Path(file).parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    try:
+        if log.exists() or log.is_symlink():
+            log.read_text(encoding="utf-8")
+            with open(log, "r+b"):
+                pass
+        # Each entry rewrites the log by a rename in its folder: the folder must take a new file.
+        handle, probe = tempfile.mkstemp(prefix=f".{log.name}.", suffix=".tmp", dir=log.parent)
+        os.close(handle)
+        os.unlink(probe)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)[:120]
+        raise KitError(f"Cannot log submissions in {log} ({reason}); nothing was submitted: make it a readable text "
+                       "file in a writable folder (or move it away), then submit.") from None
+    return log
+
+
+@contextlib.contextmanager
+def _locked(log: Path) -> Iterator[None]:
+    """Holds an exclusive `fcntl.flock` on the log (created empty if absent) while the block runs.
+
+    The log is replaced by a rename on each write, so a lock that was granted on a file since replaced is taken
+    again on the new one: two writers at once write one after the other, and neither loses a line.
+    """
+    while True:
+        stream = open(log, "ab")
+        try:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
+            if os.fstat(stream.fileno()).st_ino == os.stat(log).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            stream.close()
+            raise
+        stream.close()
+    try:
+        yield
+    finally:
+        stream.close()
+
+
+def _rewrite_locked(log: Path, change) -> Path:
+    """Rewrites the log under its lock: `change(existing text) -> new text`, written atomically.
+
+    Raises:
+        KitError: the log cannot be read or written.
+    """
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(log):
+            return files.write_text(log, change(log.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)[:120]
+        raise KitError(f"Cannot write {log} ({reason}).") from None
+
+
+def entry_key(entry: dict) -> tuple:
+    """Returns what tells one logged submission from another: its file, time and message."""
+    return entry.get("file"), entry.get("submitted_at"), entry.get("message")
+
+
+def update_submissions_log(log: Path, updates: dict[tuple, dict]) -> Path:
+    """Sets fields of logged submissions, under the log's lock, rewriting it atomically.
+
+    The log is read again under the lock, so a line a submit added meanwhile is kept as it is.
+
+    Args:
+        log: a `kaggle-submissions.jsonl`.
+        updates: the fields to set (e.g. `public_score`), by `entry_key` of the entries they go to.
+
+    Raises:
+        KitError: the log cannot be read or written.
+    """
+    def filled(existing: str) -> str:
+        lines = []
+        for line in existing.splitlines():
+            try:
+                entry = json.loads(line)
+            except (ValueError, RecursionError):
+                entry = None
+            if isinstance(entry, dict) and entry_key(entry) in updates:
+                line = json.dumps({**entry, **updates[entry_key(entry)]})
+            if line.strip():
+                lines.append(line + "\n")
+        return "".join(lines)
+
+    return _rewrite_locked(Path(log), filled)
 
 
 def append_submissions_log(file: Path, message: str, submitted_at: str, run: str | None = None,
                            ref: int | None = None) -> Path:
-    """Adds a submission to `<folder of file>/kaggle-submissions.jsonl`, rewriting the file atomically.
+    """Adds a submission to `<folder of file>/kaggle-submissions.jsonl`, under a lock, rewriting it atomically.
 
     Each line is `{"file": <csv name>, "message": ..., "submitted_at": <UTC ISO>, "public_score": null}`, with
     `"run"` when the file's run is known and `"ref"` when Kaggle numbered the submission; the score is null until
@@ -193,19 +301,17 @@ def append_submissions_log(file: Path, message: str, submitted_at: str, run: str
 
     Returns:
         The log's path.
+
+    Raises:
+        KitError: the log cannot be read or written.
     """
-    log = Path(file).parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME
-    try:
-        existing = log.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        existing = ""
-    except (OSError, UnicodeDecodeError) as error:
-        raise KitError(f"Cannot read {log} ({error}); move it away and submit again.") from None
-    if existing and not existing.endswith("\n"):
-        existing += "\n"
     entry = {"file": Path(file).name, "message": message, "submitted_at": submitted_at, "public_score": None}
     if run is not None:
         entry["run"] = run
     if ref is not None:
         entry["ref"] = ref
-    return files.write_text(log, existing + json.dumps(entry) + "\n")
+
+    def appended(existing: str) -> str:
+        return existing + ("" if not existing or existing.endswith("\n") else "\n") + json.dumps(entry) + "\n"
+
+    return _rewrite_locked(Path(file).parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME, appended)

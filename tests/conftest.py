@@ -79,6 +79,28 @@ def sample_arrays():
     return (x_train[:300], y_train[:300]), (x_test[:100], y_test[:100])
 
 
+def npz_with_lying_header(path, arrays: dict, key: str, shape: tuple, descr: str = "<f4", compressed: bool = False):
+    """Writes `arrays` as an `.npz` whose member `key` keeps its bytes but whose `.npy` header claims `shape`.
+
+    The header is written by hand (numpy's writer refuses such shapes): what a damaged or hostile file holds.
+    """
+    import io
+    import struct
+    import zipfile
+
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple(shape)!r}, }}".encode("latin1")
+    text += b" " * ((-(10 + len(text) + 1)) % 64) + b"\n"
+    header = np.lib.format.MAGIC_PREFIX + bytes((1, 0)) + struct.pack("<H", len(text)) + text
+    method = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asarray(array))
+            content = header + np.asarray(array).tobytes() if name == key else buffer.getvalue()
+            archive.writestr(f"{name}.npy", content)
+    return path
+
+
 @pytest.fixture
 def npz_path(tmp_path):
     (x_train, y_train), (x_test, y_test) = make_arrays()

@@ -165,6 +165,58 @@ def test_watch_folds_of_a_failed_fold_says_why_and_collects_nothing(folds_run_ap
     with pytest.raises(KitError, match=f"Kaggle's run of {FAKE_USERNAME}/{fold_slug(1)} ended in error"):
         collect.watch_folds(KERNEL, NUM_FOLDS, data_path=str(competition), out_dir=tmp_path / "blend",
                             pace=watch.Pace(clock=lambda: 0.0, sleep=lambda seconds: None))
+
+
+# What a fold kernel's output may hold instead of what the kit wrote, and the line collect answers.
+RECORD_CHANGES = [
+    # Fields of a downloaded record pass the checks their flags passed (1 to 50 folds, ...) before they are used.
+    (0, lambda record: record["config"].update(folds=10**9),
+     r"fold 0 .* holds settings the kit refuses: folds must be an integer from 1 to 50. Received: folds=1000000000"),
+    (0, lambda record: record["config"].update(folds=0), "folds must be an integer from 1 to 50. Received: folds=0"),
+    (1, lambda record: record["config"].update(learning_rate="fast"), "fold 1 .* holds settings of the wrong type"),
+    (1, lambda record: record["config"].update(optimizer="sgd"), r"Unknown optimizer.*Received: optimizer='sgd'"),
+    (0, lambda record: record["config"].pop("kernel"), "fold 0 .* holds settings of the wrong type"),
+    (1, lambda record: record.update(data=None), r"fold 1 .* names no data sha256"),
+    # A record damaged in its types is no record: the fold kernel's output holds none.
+    (0, lambda record: record["config"].update(folds="2"), "holds no run record of fold 0"),
+    (1, lambda record: record.update(run="../../elsewhere"), "holds no run record of fold 1"),
+]
+INDEX_CHANGES = [
+    lambda indices: indices + 1,  # other rows
+    lambda indices: -indices - 1,  # negative indices, which numpy would count from the end
+    lambda indices: indices[:-1],  # a row fewer
+]
+
+
+def test_collect_refuses_downloaded_fields_that_fail_the_flags_checks_or_the_split(folds_run_apart, tmp_path):
+    competition, outputs, _ = folds_run_apart
+    pristine = {slug: shutil.copytree(folder, tmp_path / "pristine" / slug) for slug, folder in outputs.items()}
+
+    def restore():
+        for slug, folder in outputs.items():
+            shutil.rmtree(folder)
+            shutil.copytree(pristine[slug], folder)
+
+    for fold_index, change, message in RECORD_CHANGES:
+        restore()
+        path = next(outputs[fold_slug(fold_index)].glob("*.json"))
+        record = json.loads(path.read_text())
+        change(record)
+        path.write_text(json.dumps(record))
+        with pytest.raises(KitError, match=message) as raised:
+            collect.collect(KERNEL, data_path=str(competition), out_dir=tmp_path / "blend")
+        assert "\n" not in str(raised.value)
+    for change in INDEX_CHANGES:
+        restore()
+        fold_file = next(outputs[fold_slug(1)].rglob("fold-1.npz"))
+        with np.load(fold_file) as saved:
+            arrays = dict(saved)
+        arrays["validation_indices"] = change(arrays["validation_indices"])
+        arrays["validation_probabilities"] = arrays["validation_probabilities"][:len(arrays["validation_indices"])]
+        np.savez(fold_file, **arrays)
+        with pytest.raises(KitError, match="fold-1.npz holds out other training rows than fold 1 of --folds 2 "
+                                           "--seed 0"):
+            collect.collect(KERNEL, data_path=str(competition), out_dir=tmp_path / "blend")
     assert not (tmp_path / "blend").exists()
 
 

@@ -147,15 +147,25 @@ def test_bundle_refuses_a_kernel_that_holds_the_key(credentials, kernel_copy, tm
     assert leftovers(tmp_path / "build") == []
 
 
-@pytest.mark.parametrize("planted", ["local_settings.py", "kaggle/notes_local.py"])
-def test_bundle_refuses_a_key_in_an_untracked_src_file_in_one_line_naming_it(credentials, kernel_copy, tmp_path,
-                                                                             monkeypatch, planted):
-    # A copy of the repository's src, so that nothing is ever written into the real one.
+@pytest.fixture
+def repo_copy(tmp_path, monkeypatch):
+    """A copy of the repository's src (not a git checkout yet), taken as the kit's root; the real one is never
+    written to."""
     repo = tmp_path / "repo"
     shutil.copytree(paths.REPO_ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(paths, "REPO_ROOT", repo)
-    (repo / "src" / planted).write_text(f'KAGGLE_KEY = "{FAKE_KEY}"  # only on this machine\n')
-    assert repo / "src" / planted in bundle.package_files()
+    return repo
+
+
+def git(repo: Path, *arguments: str) -> None:
+    subprocess.run(["git", *arguments], cwd=repo, check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("planted", ["local_settings.py", "kaggle/notes_local.py"])
+def test_bundle_refuses_a_key_in_any_src_file_outside_a_git_checkout(credentials, kernel_copy, repo_copy, tmp_path,
+                                                                     planted):
+    (repo_copy / "src" / planted).write_text(f'KAGGLE_KEY = "{FAKE_KEY}"  # only on this machine\n')
+    assert repo_copy / "src" / planted in bundle.package_files()  # not a checkout: every file goes
 
     with pytest.raises(KitError) as raised:
         bundle.bundle(kernel_copy, build_dir=tmp_path / "build")
@@ -164,6 +174,42 @@ def test_bundle_refuses_a_key_in_an_untracked_src_file_in_one_line_naming_it(cre
     assert "\n" not in message and FAKE_KEY not in message
     assert not (tmp_path / "build" / KERNEL).exists()
     assert leftovers(tmp_path / "build") == []
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_bundle_refuses_an_untracked_or_ignored_src_file_naming_it(credentials, kernel_copy, repo_copy, tmp_path,
+                                                                   ignored):
+    git(repo_copy, "init", "-q")
+    git(repo_copy, "add", "src")
+    if ignored:
+        (repo_copy / ".gitignore").write_text("local_settings.py\n")
+    (repo_copy / "src" / "local_settings.py").write_text(f'KAGGLE_KEY = "{FAKE_KEY}"  # only on this machine\n')
+
+    with pytest.raises(KitError) as raised:
+        bundle.bundle(kernel_copy, build_dir=tmp_path / "build")
+    message = str(raised.value)
+    assert message.startswith("Refusing to bundle src/: src/local_settings.py is not tracked by git")
+    assert "`git add`" in message and "\n" not in message and FAKE_KEY not in message
+    assert not (tmp_path / "build").exists() or leftovers(tmp_path / "build") == []
+
+
+def test_bundle_of_a_checkout_carries_the_tracked_files_and_checks_their_bytes(credentials, kernel_copy, repo_copy,
+                                                                               tmp_path):
+    git(repo_copy, "init", "-q")
+    git(repo_copy, "add", "src")
+    tracked = sorted(f"src/{path.relative_to(repo_copy / 'src').as_posix()}"
+                     for path in (repo_copy / "src").rglob("*.py"))
+    _, archive = bundle_values((bundle.bundle(kernel_copy, build_dir=tmp_path / "one") / "kernel.py").read_text())
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        assert opened.namelist() == tracked
+
+    # Tracked, a file is checked byte for byte before it is zipped and base64-encoded (where no search of the
+    # bundle's text would find the key), even one that is not valid UTF-8.
+    (repo_copy / "src" / "local_settings.py").write_bytes(b"# \xff\xfe binary-ish\nKEY = b'" + FAKE_KEY.encode() +
+                                                          b"'\n")
+    git(repo_copy, "add", "src/local_settings.py")
+    with pytest.raises(KitError, match="a Kaggle credential appears in src/local_settings.py;"):
+        bundle.bundle(kernel_copy, build_dir=tmp_path / "two")
 
 
 def test_bundle_owner_comes_from_the_environment_first(credentials, monkeypatch, tmp_path):

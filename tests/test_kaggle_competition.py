@@ -2,8 +2,11 @@
 talking to a fake Kaggle API on a loopback port."""
 
 import datetime as dt
+import errno
 import io
 import json
+import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -173,3 +176,135 @@ def test_submit_with_allow_leak_submits_and_logs_the_run(fake_kaggle, competitio
     logged = json.loads((competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME).read_text())
     assert (logged["run"], logged["ref"], logged["public_score"]) == (competition_csv.stem, 31337, None)
     assert "`make scores` brings its public score home" in capsys.readouterr().out
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            archive.writestr(zipfile.ZipInfo(name), content)  # the name as given: `..`, `/` and all
+    return buffer.getvalue()
+
+
+COMPETITION = {"train.csv": b"label,pixel0\n", "test.csv": b"pixel0\n", "sample_submission.csv": b"ImageId,Label\n"}
+
+
+def kaggle_sends(monkeypatch, content: bytes) -> None:
+    """Plays the kaggle CLI's `competitions download`: Kaggle's zip lands in the folder it is given."""
+    def run_cli(arguments, what, forbidden=None, not_found=None):
+        (Path(arguments[arguments.index("-p") + 1]) / f"{paths.COMPETITION}.zip").write_bytes(content)
+        return ""
+
+    monkeypatch.setattr(competition, "run_cli", run_cli)
+
+
+# Entries of a zip that is not only the competition's: names outside the folder, in sub-folders, other files.
+FOREIGN_ENTRIES = {"../../escape.csv": b"x", "/tmp/digit-kit-absolute.csv": b"x", "sub/train.csv": b"x",
+                   "notes.txt": b"x", "run.sh": b"x"}
+
+
+def test_download_competition_unpacks_only_the_competition_s_files(credentials, monkeypatch, tmp_path):
+    kaggle_sends(monkeypatch, zip_bytes({**COMPETITION, **FOREIGN_ENTRIES}))
+    target = tmp_path / "input" / paths.COMPETITION
+    competition.download_competition(target)
+    assert sorted(path.name for path in target.rglob("*")) == sorted(COMPETITION)
+    assert all((target / name).read_bytes() == content for name, content in COMPETITION.items())
+    assert sorted(path.name for path in (tmp_path / "input").rglob("*")) == sorted([paths.COMPETITION, *COMPETITION])
+    assert list(tmp_path.rglob("escape.csv")) == []
+    assert not Path("/tmp/digit-kit-absolute.csv").exists()
+
+
+@pytest.mark.parametrize("entries, cap, message", [
+    ({**COMPETITION, **{f"extra-{index}.txt": b"" for index in range(100)}}, None,
+     r"holds 103 entries, not the competition's 3 files; refusing to unpack it"),
+    ({**COMPETITION, "train.csv": b"0" * 5000}, 4000,
+     "would unpack to 5,021 bytes, more than the 4,000 the competition's files could take"),
+    ({"test.csv": b"pixel0\n"}, None, "lacks train.csv; check that the competition's rules are accepted"),
+])
+def test_download_competition_refuses_a_zip_that_is_not_the_competition_s(credentials, monkeypatch, tmp_path,
+                                                                          entries, cap, message):
+    kaggle_sends(monkeypatch, zip_bytes(entries))
+    if cap is not None:
+        monkeypatch.setattr(competition, "MAX_UNPACKED_BYTES", cap)
+    with pytest.raises(KitError, match=message) as raised:
+        competition.download_competition(tmp_path / "input" / paths.COMPETITION)
+    assert "\n" not in str(raised.value)
+    assert list((tmp_path / "input").iterdir()) == []
+
+
+def test_download_competition_checks_the_declared_sizes_before_writing(credentials, monkeypatch, tmp_path):
+    content = bytearray(zip_bytes(COMPETITION))
+    directory = content.index(b"PK\x01\x02")
+    struct.pack_into("<I", content, directory + 24, 2**32 - 1)  # train.csv claims 4 GB unpacked
+    kaggle_sends(monkeypatch, bytes(content))
+    with pytest.raises(KitError, match="would unpack to 4,294,967,3[0-9,]+ bytes, more than the 1,073,741,824"):
+        competition.download_competition(tmp_path / "input" / paths.COMPETITION)
+    assert list((tmp_path / "input").iterdir()) == []
+
+
+def full_disk(source, destination, length=0):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("non-empty target", "Cannot put the competition in {target}: it already exists and holds other files; move it "
+                         "away or remove it, then run `make data` again."),
+    ("full disk", "Cannot write the competition into {parent}: No space left on device; free some disk space"),
+])
+def test_download_competition_write_failures_are_one_line(credentials, monkeypatch, tmp_path, fault, message):
+    kaggle_sends(monkeypatch, zip_bytes(COMPETITION))
+    target = tmp_path / "input" / paths.COMPETITION
+    target.parent.mkdir()
+    if fault == "non-empty target":
+        target.mkdir()
+        (target / "mine.txt").write_text("the user's\n")
+    else:
+        monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    with pytest.raises(KitError) as raised:
+        competition.download_competition(target)
+    assert str(raised.value).startswith(message.format(target=target, parent=target.parent))
+    assert "\n" not in str(raised.value)
+    # Nothing lost, nothing left: the user's folder as it was, no scratch folder beside it.
+    left = sorted(path.relative_to(target.parent).as_posix() for path in target.parent.rglob("*"))
+    assert left == ([paths.COMPETITION, f"{paths.COMPETITION}/mine.txt"] if fault == "non-empty target" else [])
+
+
+def kaggle_accepts(monkeypatch) -> list[list[str]]:
+    """Plays the kaggle CLI's `competitions submit` that Kaggle accepts; returns its calls."""
+    calls = []
+
+    def run_cli(arguments, what, forbidden=None, not_found=None):
+        calls.append(arguments)
+        return "100%|##########| 1.00/1.00\nSubmission ref: 4242\nSuccessfully submitted to Digit Recognizer\n"
+
+    monkeypatch.setattr(competition, "run_cli", run_cli)
+    return calls
+
+
+def test_submit_checks_the_log_before_submitting(credentials, monkeypatch, competition_csv, capsys):
+    calls = kaggle_accepts(monkeypatch)
+    log = competition_csv.parent / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    log.write_bytes(b"\xff not text\n")
+
+    assert cli.main(["submit", str(competition_csv), "-m", "a log it cannot read"]) == console.EXIT_USAGE
+    assert calls == []  # nothing reached Kaggle: no quota spent
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"Cannot log submissions in {log}" in error and "nothing was submitted" in error
+
+
+def test_submit_whose_log_fails_after_kaggle_accepted_warns_that_it_was_accepted(credentials, monkeypatch,
+                                                                                 competition_csv, capsys):
+    calls = kaggle_accepts(monkeypatch)
+
+    def full_disk(path, text, **kwargs):
+        raise KitError(f"Cannot write {path}: No space left on device; free some disk space.")
+
+    monkeypatch.setattr(submission.files, "write_text", full_disk)
+    assert cli.main(["submit", str(competition_csv), "-m", "accepted"]) == 0
+    assert len(calls) == 1
+    printed = capsys.readouterr()
+    assert "submitted" in printed.out and "(ref 4242): Successfully submitted to Digit Recognizer" in printed.out
+    warning = next(line for line in printed.out.splitlines() if line.startswith("warning:"))
+    assert f"Kaggle accepted the submission of {competition_csv} (ref 4242); do not submit it again" in warning
+    assert "No space left on device" in warning and f'"file": "{competition_csv.name}"' in warning
+    assert "logged in" not in printed.out

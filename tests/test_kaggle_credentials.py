@@ -47,6 +47,22 @@ def test_warn_if_exposed_warns_once_on_a_readable_kaggle_json(credentials, caplo
 
     bundle.bundle(KERNEL, build_dir=tmp_path / "build")
     assert kaggle_credentials.warn_if_exposed()
-    warnings = [record.getMessage() for record in caplog.records if "readable by other users" in record.getMessage()]
+    warnings = [record.getMessage() for record in caplog.records if "open to other users" in record.getMessage()]
     assert len(warnings) == 1 and f"chmod 600 {credentials / 'kaggle.json'}" in warnings[0]
     assert FAKE_KEY not in caplog.text
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620])
+def test_warn_if_exposed_looks_at_the_access_token_too(credentials, caplog, mode):
+    token = credentials / "access_token"
+    token.write_text("kgat_0123456789abcdef0123\n")
+    token.chmod(0o600)
+    assert not kaggle_credentials.warn_if_exposed()
+    token.chmod(mode)
+
+    assert kaggle_credentials.warn_if_exposed()
+    warnings = [record.getMessage() for record in caplog.records if "open to other users" in record.getMessage()]
+    assert len(warnings) == 1 and f"{token} is open to other users (mode {mode:o}); run `chmod 600 {token}`" \
+        in warnings[0]
+    assert "kgat_0123456789abcdef0123" not in caplog.text
+    assert kaggle_credentials.redact("token kgat_0123456789abcdef0123 here") == "token *** here"

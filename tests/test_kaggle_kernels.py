@@ -1,8 +1,11 @@
 """src.kaggle.kernels: push (one kernel, or one per fold), status and output, through the real kaggle CLI talking
 to a fake Kaggle API on a loopback port."""
 
+import importlib.metadata
 import json
 import logging
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +16,7 @@ import pytest
 from kaggle_fixtures import FAKE_KEY, FAKE_USERNAME, KERNEL, REF, bundle_values, leftovers
 from src import cli, console, paths, submission
 from src.errors import KitError
-from src.kaggle import kernels, metadata
+from src.kaggle import command, kernels, metadata
 
 pytest_plugins = ["kaggle_fixtures"]
 
@@ -176,6 +179,21 @@ def test_status_prints_the_state_and_failure(fake_kaggle, capsys):
 
 
 @pytest.mark.slow
+def test_what_kaggle_answers_is_redacted_before_it_is_printed(fake_kaggle, capsys):
+    # Kaggle's words reach the screen in a refused push's reason and a failed run's message: never the key.
+    fake_kaggle.push_error = f"Invalid token {FAKE_KEY} for this kernel"
+    assert cli.main(["push", KERNEL]) == console.EXIT_USAGE
+    fake_kaggle.kernel_status = "ERROR"
+    fake_kaggle.kernel_failure_message = f"the kernel printed KAGGLE_KEY={FAKE_KEY}"
+    assert cli.main(["status", KERNEL]) == 0
+
+    printed = capsys.readouterr()
+    assert FAKE_KEY not in printed.out + printed.err
+    assert "Invalid token *** for this kernel" in printed.err
+    assert printed.out.strip().endswith("error (the kernel printed KAGGLE_KEY=***)")
+
+
+@pytest.mark.slow
 def test_output_downloads_into_submissions_kaggle(fake_kaggle, kit_dirs, capsys):
     csv_text = submission.submission_text(np.arange(12) % 10)
     fake_kaggle.kernel_outputs = {"submission.csv": csv_text.encode(), "old.csv": b"stale\n"}
@@ -202,6 +220,75 @@ def test_output_keeps_the_previous_download_when_a_file_fails(fake_kaggle, kit_d
     assert sorted(path.name for path in first.iterdir()) == ["digit-kit-mnist-cnn.log", "submission.csv"]
     assert (first / "submission.csv").read_bytes() == b"ImageId,Label\n1,7\n"
     assert leftovers(kit_dirs[1]) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["../outside.txt", "/tmp/digit-kit-absolute-outside.txt", "sub/../../outside.txt"])
+def test_output_refuses_a_file_named_outside_the_folder_and_keeps_nothing(fake_kaggle, kit_dirs, name):
+    fake_kaggle.kernel_outputs = {"submission.csv": b"ImageId,Label\n1,7\n"}
+    first = kernels.download_output(KERNEL)
+    fake_kaggle.kernel_outputs = {"a.csv": b"x\n", name: b"planted\n"}
+
+    with pytest.raises(KitError, match=r"the kernel's output names a file outside the download folder \(refused: "
+                                       rf"{re.escape(repr(name))}\); nothing was kept") as raised:
+        kernels.download_output(KERNEL)
+    assert "\n" not in str(raised.value)
+    assert sorted(path.name for path in first.iterdir()) == ["digit-kit-mnist-cnn.log", "submission.csv"]
+    assert not (kit_dirs[1] / "outside.txt").exists() and not Path("/tmp/digit-kit-absolute-outside.txt").exists()
+    assert leftovers(kit_dirs[1]) == []
+
+
+def fake_cli_writing(monkeypatch, write) -> list[list[str]]:
+    """Replaces the kaggle CLI of `kernels output` with one that calls `write(folder)`; returns its calls."""
+    calls = []
+
+    def run_cli(arguments, what, forbidden=None, not_found=None):
+        calls.append(arguments)
+        write(Path(arguments[arguments.index("-p") + 1]))
+        return ""
+
+    monkeypatch.setattr(kernels, "run_cli", run_cli)
+    return calls
+
+
+# What a kaggle CLI might leave in the download folder (given it and a file outside), and what the kit says of it.
+CLI_LEFTOVERS = [
+    (lambda folder, outside: (folder / "submission.csv").symlink_to(outside), "'submission.csv' is a symbolic link"),
+    (lambda folder, outside: (folder / "run").symlink_to(outside.parent, target_is_directory=True),
+     "'run' is a symbolic link"),
+    (lambda folder, outside: os.mkfifo(folder / "pipe.csv"), "'pipe.csv' is not a regular file"),
+    (lambda folder, outside: (folder / "a\x1b[2Jb.csv").write_text("x\n"), r"the name 'a\\x1b\[2Jb.csv' has control"),
+]
+
+
+def test_output_keeps_only_regular_files_whatever_the_cli_writes(credentials, kit_dirs, monkeypatch, tmp_path):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not the kernel's\n")
+    for write, said in CLI_LEFTOVERS:
+        fake_cli_writing(monkeypatch, lambda folder, write=write: ((folder / "ok.csv").write_text("ok\n"),
+                                                                   write(folder, outside)))
+        with pytest.raises(KitError, match=f"Refusing the output of kernel {REF}: {said}.*nothing was kept") as raised:
+            kernels.download_output(KERNEL)
+        assert "\n" not in str(raised.value) and "\x1b" not in str(raised.value), said
+        assert not (kit_dirs[1] / KERNEL).exists() and leftovers(kit_dirs[1]) == []
+    assert outside.read_text() == "not the kernel's\n"
+
+
+def test_output_refuses_a_kaggle_cli_that_writes_outside_its_folder(credentials, kit_dirs, monkeypatch):
+    calls = fake_cli_writing(monkeypatch, lambda folder: None)
+    monkeypatch.setattr(command, "cli_version", lambda: (2, 2, 4))
+    with pytest.raises(KitError, match=r"The kaggle CLI here is version 2.2.4, whose `kernels output` writes a file "
+                                       r"wherever .* upgrade it to 2.2.5 or later"):
+        kernels.download_output(KERNEL)
+    assert calls == []
+    monkeypatch.setattr(command, "cli_version", lambda: (2, 2, 5))
+    kernels.download_output(KERNEL)
+    assert len(calls) == 1
+
+
+def test_cli_version_is_the_installed_kaggle_package_s():
+    expected = tuple(int(part) for part in importlib.metadata.version("kaggle").split(".")[:3])
+    assert command.cli_version() == expected >= kernels.SAFE_OUTPUT_CLI
 
 
 # --- make -----------------------------------------------------------------------------------------

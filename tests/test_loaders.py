@@ -136,8 +136,9 @@ def test_load_competition_returns_images_and_no_test_labels(competition_dir):
     [
         (lambda text: text.replace("label,", "digit,", 1), "wrong header"),
         (lambda text: text.replace(",pixel783", "", 1), "wrong header"),
-        (lambda text: text.replace("\n", "\n1.5,", 2).replace("1.5,", "", 1), "not a whole number|short or long row"),
-        (lambda text: text + "3," + ",".join(["0"] * 783) + "\n", "short or long row|not a whole number"),
+        (lambda text: text.replace("\n", "\n1.5,", 2).replace("1.5,", "", 1), r"row 2 \(line 3\) has 786 fields"),
+        (lambda text: text.replace("\n", "\n0.5", 1), "not a whole number"),  # a label 0.53, 0.57, ...
+        (lambda text: text + "3," + ",".join(["0"] * 783) + "\n", r"row 61 \(line 62\) has 784 fields"),
         (lambda text: text.split("\n")[0] + "\n", "no rows"),
     ],
 )
@@ -146,6 +147,26 @@ def test_load_competition_rejects_bad_train_csv(competition_dir, edit, message):
     train.write_text(edit(train.read_text()))
     with pytest.raises(KitError, match=message):
         loaders.load_competition(competition_dir)
+
+
+@pytest.mark.parametrize("rows", ["every", "first", "last"])
+def test_load_competition_refuses_a_row_with_one_more_field_naming_it(tmp_path, rows):
+    # Real MNIST's corner pixel is 0: with a column too many, pandas took the first field as an index, the labels
+    # became pixel0 (all 0, valid digits) and the shifted pixels passed too.
+    (x_train, y_train), (x_test, _) = make_arrays()
+    x_train[:, 0, 0] = 0
+    folder = write_competition(tmp_path / "competition", x_train, y_train, x_test)
+    lines = (folder / "train.csv").read_text().splitlines()
+    chosen = {"every": range(1, len(lines)), "first": [1], "last": [len(lines) - 1]}[rows]
+    for index in chosen:
+        lines[index] += ",0"  # a value too many at the end: a trailing comma, a column that was not cut
+    (folder / "train.csv").write_text("\n".join(lines) + "\n")
+
+    row = 1 if rows != "last" else len(lines) - 1
+    with pytest.raises(KitError, match=rf"train.csv: row {row} \(line {row + 1}\) has 786 fields but the header has "
+                                       "785") as raised:
+        loaders.load_competition(folder)
+    assert "\n" not in str(raised.value)
 
 
 def test_load_competition_rejects_bad_values(tmp_path):

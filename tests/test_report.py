@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 from html.parser import HTMLParser
 
 import pytest
@@ -130,3 +131,18 @@ def test_report_says_what_the_leak_check_found():
     assert ("27,990 of the 28,000 test images in the training data: the scores are leaks, not skill; 3 training "
             "images with a copy in another fold") in leaking
     assert "not checked" in report.report_html(base)
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda record: record.update(run="../../elsewhere"), "run is '../../elsewhere'"),
+    (lambda record: record.update(blend=["a"]), "blend is"),
+    (lambda record: record.update(cv_mean="0.99"), "cv_mean is '0.99'"),
+    (lambda record: record.update(folds=[{"fold": "0"}]), r"folds\[0\].fold is '0'"),
+])
+def test_report_of_a_damaged_record_is_one_line(tmp_path, change, problem):
+    record = {"run": "r", "kernel": "k", "config": {"model": "m", "folds": 2}}
+    change(record)
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    with pytest.raises(KitError, match=f"r.json is a damaged run record: {problem}") as raised:
+        report.write_report(tmp_path / "r.json")
+    assert "\n" not in str(raised.value) and not (tmp_path / "r.html").exists()

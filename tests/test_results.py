@@ -1,10 +1,13 @@
 """Tests of src.results: accuracy, a fold's models averaged, the fold ensemble, and a finished fold's file."""
 
+import json
+
 import numpy as np
 import pytest
 
-from conftest import make_arrays
+from conftest import make_arrays, npz_with_lying_header
 from src import data, folds, results
+from src.errors import KitError
 
 
 def tiny_dataset(test_labels=True):
@@ -75,3 +78,55 @@ def test_save_fold_and_load_fold_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.test_probabilities, fold.test_probabilities)
     np.testing.assert_array_equal(loaded.validation_probabilities, fold.validation_probabilities)
     assert not list(tmp_path.glob(".*"))  # written under a temporary name, then renamed
+
+
+def saved_fold_arrays(summary) -> dict:
+    rng = np.random.default_rng(1)
+    return {"summary": np.array(summary if isinstance(summary, str) else json.dumps(summary)),
+            "test_probabilities": rng.dirichlet(np.ones(10), size=12).astype(np.float32),
+            "validation_indices": np.array([3, 5, 7]),
+            "validation_probabilities": rng.dirichlet(np.ones(10), size=3).astype(np.float32)}
+
+
+GOOD_SUMMARY = {"fold_index": 1, "seconds": 2.5, "validation_accuracy": 0.5, "test_accuracy": None,
+                "history": {"loss": [1.0, 0.5]}}
+
+
+def test_load_fold_of_a_header_that_claims_terabytes_is_one_line(tmp_path):
+    # What `make collect` downloads from a fold kernel: its test probabilities claim 10**9 x 1000 floats.
+    path = npz_with_lying_header(tmp_path / "fold-1.npz", saved_fold_arrays(GOOD_SUMMARY), "test_probabilities",
+                                 (10**9, 1000), compressed=True)
+    with pytest.raises(KitError, match=r"fold-1.npz: test_probabilities claims shape \(1,000,000,000, 1,000\) "
+                                       r"\(4,000,000,000,000 bytes\), more than the 1,073,741,824") as raised:
+        results.load_fold(path)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda arrays: arrays.update(summary=np.array("[" * 100_000)), "its summary is not JSON text"),
+    (lambda arrays: arrays.update(summary=np.array(json.dumps([1, 2]))), "its summary is not a JSON object"),
+    (lambda arrays: arrays.update(summary=np.array(json.dumps({**GOOD_SUMMARY, "fold_index": "1"}))),
+     "its fold_index is '1'"),
+    (lambda arrays: arrays.update(summary=np.array(json.dumps({**GOOD_SUMMARY, "history": {"loss": "x"}}))),
+     "its history is not lists of numbers by metric"),
+    (lambda arrays: arrays.update(summary=np.zeros(3)), "its summary is not JSON text"),
+    (lambda arrays: arrays.update(test_probabilities=np.zeros((12, 9), np.float32)),
+     r"its test_probabilities have shape \(12, 9\)"),
+    (lambda arrays: arrays.pop("validation_probabilities"), "validation indices or probabilities without the other"),
+    (lambda arrays: arrays.update(validation_indices=np.array([1.5, 2.0, 3.0])), "do not match"),
+    (lambda arrays: arrays.update(validation_indices=np.array([1, 2])), "do not match"),
+])
+def test_load_fold_refuses_a_damaged_fold_in_one_line(tmp_path, change, problem):
+    arrays = saved_fold_arrays(GOOD_SUMMARY)
+    change(arrays)
+    np.savez(tmp_path / "fold-1.npz", **arrays)
+    with pytest.raises(KitError, match=f"fold-1.npz is not a saved fold the kit can use: .*{problem}") as raised:
+        results.load_fold(tmp_path / "fold-1.npz")
+    assert "\n" not in str(raised.value) and "Delete it to train the fold again" in str(raised.value)
+
+
+def test_load_fold_reads_a_good_summary(tmp_path):
+    np.savez(tmp_path / "fold-1.npz", **saved_fold_arrays(GOOD_SUMMARY))
+    loaded = results.load_fold(tmp_path / "fold-1.npz")
+    assert (loaded.fold_index, loaded.seconds, loaded.validation_accuracy, loaded.history) == \
+        (1, 2.5, 0.5, {"loss": [1.0, 0.5]})

@@ -153,3 +153,17 @@ def test_runs_table_finds_a_kernel_outputs_submission_by_its_run():
     _, rows = runs_table.runs_table([record], submissions)
     assert (rows[0]["submitted"], rows[0]["public_score"]) == (True, 0.99128)
     assert runs_table.cv_public_points(rows) == [(record["run"], 0.99, 0.99128)]
+
+
+CONTROLS = "\x1b[2J\x1b]0;owned\x07\r\u202e\u2028\x00"  # clear screen, set title, carriage return, RTL override...
+
+
+@pytest.mark.parametrize("output_format", runs_table.RUNS_FORMATS)
+def test_runs_table_prints_no_control_characters_a_record_holds(tmp_path, capsys, output_format):
+    write_json(tmp_path / "a.json", fake_record("a", cv_mean=0.9, model=f"seed_cnn{CONTROLS}",
+                                                optimizer=f"adam{CONTROLS}", **{f"note{CONTROLS}": "x"}))
+    write_json(tmp_path / "b.json", fake_record("b", cv_mean=0.8, optimizer="adadelta", **{f"note{CONTROLS}": "y"}))
+    assert cli.main(["runs", "--dir", str(tmp_path), "--format", output_format]) == 0
+    out = capsys.readouterr().out
+    assert "seed_cnn[2J]0;owned" in out and "adam[2J]0;owned" in out and "note[2J]0;owned" in out
+    assert [character for character in out if not character.isprintable() and character != "\n"] == []

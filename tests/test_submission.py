@@ -2,6 +2,10 @@
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -74,15 +78,17 @@ def test_read_submissions_log_keeps_the_scored_entry_of_each_file(tmp_path, capl
         {"file": "a.csv", "message": "again", "submitted_at": "t2", "public_score": None},
         {"file": "b.csv", "message": "pending", "submitted_at": "t3", "public_score": None},
         "not an entry",
+        {"file": "c.csv", "public_score": "0.99"},
+        {"file": "d.csv", "public_score": 10**400},
     ]
     (tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME).write_text(
-        "\n".join(json.dumps(line) for line in lines) + "\n{broken\n", encoding="utf-8")
+        "\n".join(json.dumps(line) for line in lines) + "\n{broken\n" + "[" * 100_000 + "\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="src.submission"):
         submissions = submission.read_submissions_log(tmp_path)
     assert submissions["a.csv"]["public_score"] == 0.97
     assert submissions["b.csv"]["message"] == "pending"
     assert set(submissions) == {"a.csv", "b.csv"}
-    assert len(caplog.messages) == 2
+    assert len(caplog.messages) == 5 and all("\n" not in message for message in caplog.messages)
     assert submission.read_submissions_log(tmp_path / "elsewhere") == {}
 
 
@@ -117,6 +123,72 @@ def test_append_submissions_log_adds_a_line_beside_the_file_that_reads_back(tmp_
 def test_append_submissions_log_refuses_a_log_it_cannot_read(tmp_path):
     log = tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME
     log.write_bytes(b"\xff\xfe not text")
-    with pytest.raises(KitError, match="Cannot read .*move it away"):
+    with pytest.raises(KitError, match="Cannot write .*kaggle-submissions.jsonl .*can't decode"):
         submission.append_submissions_log(tmp_path / "a.csv", "m", "t")
     assert log.read_bytes() == b"\xff\xfe not text"
+
+
+@pytest.mark.parametrize("break_it, reason", [
+    (lambda log: log.write_bytes(b"\xff\xfe not text"), "can't decode byte 0xff"),
+    (lambda log: log.mkdir(), "Is a directory"),
+])
+def test_check_submissions_log_refuses_a_log_it_could_not_add_to(tmp_path, break_it, reason):
+    log = tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME
+    break_it(log)
+    with pytest.raises(KitError, match=f"Cannot log submissions in {log} \\(.*{reason}.*\\); nothing was submitted"):
+        submission.check_submissions_log(tmp_path / "a.csv")
+
+
+def test_check_submissions_log_refuses_a_folder_that_takes_no_file(tmp_path, monkeypatch):
+    # As root (CI), a read-only folder is still writable: the failure is injected where the folder is written.
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(submission.tempfile, "mkstemp", read_only)
+    with pytest.raises(KitError, match=r"\(Read-only file system\); nothing was submitted"):
+        submission.check_submissions_log(tmp_path / "a.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+APPENDER = """
+import sys
+from pathlib import Path
+from src import submission
+folder, worker, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for index in range(count):
+    submission.append_submissions_log(folder / f"run-{worker}-{index}.csv", f"from {worker}", "t")
+"""
+
+
+def test_append_submissions_log_loses_no_line_when_submits_run_at_once(tmp_path):
+    workers, count = 3, 10
+    processes = [subprocess.Popen([sys.executable, "-c", APPENDER, str(tmp_path), str(worker), str(count)],
+                                  cwd=paths.REPO_ROOT, env={**os.environ, "PYTHONPATH": str(paths.REPO_ROOT)})
+                 for worker in range(workers)]
+    assert [process.wait(timeout=120) for process in processes] == [0] * workers
+    lines = (tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME).read_text().splitlines()
+    assert sorted(json.loads(line)["file"] for line in lines) == \
+        sorted(f"run-{worker}-{index}.csv" for worker in range(workers) for index in range(count))
+
+
+def test_append_submissions_log_waits_for_a_submit_that_holds_the_log(tmp_path, monkeypatch):
+    # One submit reads the log and is about to write it back when another arrives: the second waits (a lock),
+    # where before it read the same old log and one of the two lines was lost.
+    write_text = submission.files.write_text
+    second_done = threading.Event()
+    started = []
+
+    def slow_write(path, text, **kwargs):
+        if not started:
+            started.append(True)
+            other.start()
+            second_done.wait(timeout=1.0)  # the second submit cannot finish while this one holds the lock
+        return write_text(path, text, **kwargs)
+
+    monkeypatch.setattr(submission.files, "write_text", slow_write)
+    other = threading.Thread(target=lambda: (submission.append_submissions_log(tmp_path / "b.csv", "b", "t"),
+                                             second_done.set()))
+    submission.append_submissions_log(tmp_path / "a.csv", "a", "t")
+    other.join(timeout=30)
+    lines = (tmp_path / paths.KAGGLE_SUBMISSIONS_LOG_NAME).read_text().splitlines()
+    assert sorted(json.loads(line)["file"] for line in lines) == ["a.csv", "b.csv"]

@@ -112,10 +112,25 @@ _DIGIT_KIT_SRC = r"""{code}"""
 
 
 def package_files() -> list[Path]:
-    """Returns the `src` package's Python files, sorted by their path inside the package."""
+    """Returns the `src` package's Python files, sorted by their path inside the package.
+
+    In a git checkout, a bundle carries only what git tracks: a `.py` file under `src/` that git does not track
+    (new, or ignored like a `local_settings.py`) may hold what was never meant to leave the machine.
+
+    Raises:
+        KitError: a `.py` file under `src/` is untracked or ignored (outside a git checkout, every file goes).
+    """
     package = paths.REPO_ROOT / "src"
-    return sorted((path for path in package.rglob("*.py") if "__pycache__" not in path.parts),
-                  key=lambda path: path.relative_to(package).as_posix())
+    found = sorted((path for path in package.rglob("*.py") if "__pycache__" not in path.parts),
+                   key=lambda path: path.relative_to(package).as_posix())
+    tracked = provenance.tracked_files("src")
+    untracked = [path for path in found if tracked is not None and path not in tracked]
+    if untracked:
+        others = f" (and {len(untracked) - 1} more)" if len(untracked) > 1 else ""
+        raise KitError(f"Refusing to bundle src/: {untracked[0].relative_to(paths.REPO_ROOT).as_posix()}{others} is "
+                       "not tracked by git, and a bundle carries only what git tracks (a local file may hold a key); "
+                       "commit it with `git add`, or move it out of src/.")
+    return found
 
 
 def package_archive(package: list[Path] | None = None) -> bytes:

@@ -2,10 +2,12 @@
 the fix (the CLI exits 1 on every failure and prints the server's message, which is matched here).
 """
 
+import contextlib
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from src import paths
@@ -23,6 +25,23 @@ def kaggle_command() -> list[str]:
     return [str(executable)] if executable.is_file() else ["kaggle"]
 
 
+def cli_version() -> tuple[int, ...] | None:
+    """Returns the version of the kaggle CLI that `kaggle_command()` runs, e.g. `(2, 2, 5)`; None if unknown."""
+    command = kaggle_command()
+    text = None
+    if command != ["kaggle"]:  # the CLI beside this Python: its package's metadata says
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            text = metadata.version("kaggle")
+    if text is None:
+        try:
+            completed = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        text = completed.stdout + completed.stderr
+    found = re.search(r"\b(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(part) for part in found.groups() if part is not None) if found else None
+
+
 @dataclass(frozen=True)
 class Failure:
     """A kind of failure of a kaggle CLI call, recognised in what the CLI printed.
@@ -33,6 +52,7 @@ class Failure:
         code: the HTTP status or kind, e.g. `403 Forbidden`.
         fix: what to do; `{config}` becomes the credentials folder.
         quote: whether to quote Kaggle's message (not when the CLI prints its own long help instead).
+        name: a regular expression whose first group, when it matches, is quoted instead (e.g. a file's name).
     """
 
     pattern: str
@@ -40,6 +60,7 @@ class Failure:
     code: str
     fix: str
     quote: bool = True
+    name: str | None = None
 
 
 # The kaggle CLI exits 1 on every failure and prints the server's message, then (for 403, 404, 429 and
@@ -68,6 +89,10 @@ RATE_LIMITED = Failure(r"\b429\b|rate limit|Too many requests",
 SERVER_ERROR = Failure(r"\b5\d\d\b|problem on Kaggle's side|Internal server error|Service unavailable|"
                        r"Bad gateway|Gateway time-?out",
                        "Kaggle's servers failed", "5xx", "this is on Kaggle's side: retry in a while")
+# The kaggle CLI 2.2.5 and later refuse an output file whose name points outside the download folder.
+OUTSIDE_FOLDER = Failure(r"Refusing to download", "the kernel's output names a file outside the download folder",
+                         "refused", "nothing was kept; check the names of the files the kernel writes", quote=False,
+                         name=r"Refusing to download '(.*?)':")
 UPLOAD_FAILED = Failure(r"Could not submit to competition",
                         "the upload of the file failed", "upload", "check the network and retry", quote=False)
 TRANSIENT = (NO_NETWORK, CONFLICT, RATE_LIMITED, SERVER_ERROR)
@@ -87,7 +112,7 @@ class KaggleError(KitError):
 
 
 def _failure_of(output: str, forbidden: Failure | None, not_found: Failure | None) -> Failure | None:
-    failures = (UNAUTHORIZED, NO_NETWORK, forbidden or FORBIDDEN, not_found or NOT_FOUND, CONFLICT,
+    failures = (OUTSIDE_FOLDER, UNAUTHORIZED, NO_NETWORK, forbidden or FORBIDDEN, not_found or NOT_FOUND, CONFLICT,
                 RATE_LIMITED, SERVER_ERROR, UPLOAD_FAILED)
     return next((candidate for candidate in failures if re.search(candidate.pattern, output, re.IGNORECASE)), None)
 
@@ -106,10 +131,16 @@ def describe_failure(output: str, what: str, forbidden: Failure | None = None,
         `Kaggle could not <what>: <cause> (<code>: <Kaggle's message>); <fix>.`, credentials redacted.
     """
     # The CLI's own warning about a readable kaggle.json says nothing about this failure.
+    # Nor do its progress bars (`  0%|          | 0.00/1.00 [00:00<?, ?B/s]`).
     lines = [line.strip() for line in redact(output).splitlines()
-             if line.strip() and not line.strip().startswith("Warning:")]
+             if line.strip() and not line.strip().startswith("Warning:") and not re.match(r"\s*\d+%\|", line)]
     failure = _failure_of(output, forbidden, not_found)
     first = lines[0] if lines else "no output"
+    named = re.search(failure.name, redact(output)) if failure is not None and failure.name else None
+    if named:
+        shown = repr(named.group(1))
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
+        return f"Kaggle could not {what}: {failure.cause} ({failure.code}: {shown}); {failure.fix}."
     if failure is None:
         return (f"Kaggle could not {what}: the kaggle CLI said {first[:200]!r}; run the same `kaggle` command "
                 "by hand to see all it says.")
@@ -129,6 +160,9 @@ def run_cli(arguments: list[str], what: str, forbidden: Failure | None = None,
         arguments: the CLI's arguments, e.g. `["kernels", "status", "me/my-kernel"]`.
         what: what is asked of Kaggle, for messages, e.g. `"push kernel me/my-kernel"`.
         forbidden, not_found: how to explain a 403 or a 404 for this call (see `describe_failure`).
+
+    Returns:
+        Its standard output, every credential value replaced by `***` (`credentials.redact`).
 
     Raises:
         KitError: no credentials, or the CLI is missing.
@@ -152,4 +186,5 @@ def run_cli(arguments: list[str], what: str, forbidden: Failure | None = None,
         output = (completed.stderr or "") + "\n" + (completed.stdout or "")
         raise KaggleError(describe_failure(output, what, forbidden, not_found),
                           transient=_failure_of(output, forbidden, not_found) in TRANSIENT)
-    return completed.stdout or ""
+    # Whatever the CLI printed may end up in a message or on the screen: no key leaves here.
+    return redact(completed.stdout or "")

@@ -34,13 +34,18 @@ def credentials_file() -> Path:
     return config_dir() / "kaggle.json"
 
 
+def access_token_file() -> Path:
+    """Returns the path of `access_token`, where the kaggle CLI 2.x also reads a token from."""
+    return config_dir() / "access_token"
+
+
 def has_credentials() -> bool:
     """Returns whether the kaggle CLI would find credentials (environment or `kaggle.json`)."""
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
         return True
     if os.environ.get("KAGGLE_API_TOKEN"):
         return True
-    return credentials_file().is_file() or (config_dir() / "access_token").is_file()
+    return credentials_file().is_file() or access_token_file().is_file()
 
 
 def _read_credentials_file() -> dict:
@@ -71,7 +76,7 @@ def secrets() -> list[str]:
     """Returns the credential values that must never be printed or written (keys and tokens)."""
     values = [os.environ.get("KAGGLE_KEY"), os.environ.get("KAGGLE_API_TOKEN"), _read_credentials_file().get("key")]
     with contextlib.suppress(OSError):
-        values.append((config_dir() / "access_token").read_text(encoding="utf-8").strip())
+        values.append(access_token_file().read_text(encoding="utf-8").strip())
     return sorted({value for value in values if isinstance(value, str) and len(value) >= 4}, key=len, reverse=True)
 
 
@@ -86,15 +91,21 @@ _warned_exposed: set[Path] = set()
 
 
 def warn_if_exposed() -> bool:
-    """Warns (once per file) when `kaggle.json` is readable by other users; returns whether it is."""
-    path = credentials_file()
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    if os.name == "nt" or not mode & 0o044:
-        return False
-    if path not in _warned_exposed:
-        _warned_exposed.add(path)
-        logger.warning("warning: %s is readable by other users; run `chmod 600 %s`.", path, path)
-    return True
+    """Warns (once per file) when `kaggle.json` or `access_token` is open to other users; returns whether one is.
+
+    Either file holds a key: any permission for the group or others (`chmod 600` clears them) is a warning.
+    """
+    exposed = False
+    for path in (credentials_file(), access_token_file()):
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            continue
+        if os.name == "nt" or not mode & 0o077:
+            continue
+        exposed = True
+        if path not in _warned_exposed:
+            _warned_exposed.add(path)
+            logger.warning("warning: %s is open to other users (mode %s); run `chmod 600 %s`.", path,
+                           oct(mode & 0o777)[2:], path)
+    return exposed

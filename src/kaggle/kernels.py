@@ -11,14 +11,19 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from src import config, files, paths
 from src.errors import KitError
-from src.kaggle import bundle, credentials, metadata
+from src.kaggle import bundle, command, credentials, metadata
 from src.kaggle.command import FORBIDDEN, NOT_FOUND, RULES_URL, Failure, run_cli
+
+# The first kaggle CLI whose `kernels output` refuses a file name that points outside its folder (Kaggle/kaggle-cli
+# #1189); older ones write such a file wherever its name points.
+SAFE_OUTPUT_CLI = (2, 2, 5)
 
 logger = logging.getLogger(__name__)
 
@@ -249,13 +254,37 @@ def download_output_of(ref: str, target: Path, name: str, push_command: str | No
     Returns:
         `target`.
     """
+    version = command.cli_version()
+    if version is not None and version < SAFE_OUTPUT_CLI:
+        raise KitError(f"The kaggle CLI here is version {'.'.join(map(str, version))}, whose `kernels output` writes "
+                       f"a file wherever the kernel's output names it, outside {target} too; upgrade it to "
+                       f"{'.'.join(map(str, SAFE_OUTPUT_CLI))} or later (`make setup`) and download again.")
     forbidden, not_found = _kernel_failures(ref, name, push_command=push_command)
     with files.folder_in_place(target, prefix=f".{name}-download-") as scratch:
         run_cli(["kernels", "output", ref, "-p", str(scratch)], f"download the output of kernel {ref}",
                 forbidden, not_found)
+        _check_downloaded(scratch, ref)
         # The CLI leaves this marker beside a file whose download it could not finish.
         partial = next(scratch.rglob("*.kaggle-partial"), None)
         if partial is not None:
             raise KitError(f"Kaggle could not download the output of kernel {ref}: "
                            f"{partial.name.removesuffix('.kaggle-partial')} arrived incomplete; retry.")
     return target
+
+
+def _check_downloaded(scratch: Path, ref: str) -> None:
+    """Raises the kit's error unless the download holds only regular files and folders, with printable names,
+    inside `scratch`: whatever the CLI does, no link or device from a kernel's output is kept or followed."""
+    root = scratch.resolve()
+    for folder, folders, names in os.walk(scratch):  # os.walk follows no symbolic link
+        for name in [*folders, *names]:
+            path = Path(folder) / name
+            shown = repr(path.relative_to(scratch).as_posix())
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+                raise KitError(f"Refusing the output of kernel {ref}: {shown} is {kind}; nothing was kept. Kernel "
+                               "outputs are files; check what the kernel writes.")
+            if not name.isprintable() or not path.resolve().is_relative_to(root):
+                raise KitError(f"Refusing the output of kernel {ref}: the name {shown} has control characters or "
+                               "points outside the download folder; nothing was kept.")

@@ -184,7 +184,8 @@ def update_scores(root: Path | None = None) -> ScoresResult:
                 result.updated_logs.append(log)
         result.matched.append((log, entry))
     for log in result.updated_logs:
-        submission.write_submissions_log(log, [entry for owner, entry in entries if owner == log])
+        submission.update_submissions_log(log, {submission.entry_key(entry): entry for owner, entry in entries
+                                                if owner == log})
     taken = {id(item) for item in matched.values()}
     result.unknown = [item for item in result.submissions if id(item) not in taken]
     for log in logs:
