@@ -12,6 +12,7 @@ MESSAGE ?=
 ACCELERATOR ?=
 PUBLIC ?=
 FOLDS ?= 5
+TRIALS ?= 20
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -22,7 +23,7 @@ KERNELS := $(notdir $(patsubst %/kernel.py,%,$(wildcard kernels/*/kernel.py)))
 # What `make push`, `push-folds` and `bundle` pass on: the Kaggle machine, and a public kernel with PUBLIC=1.
 PUSH_FLAGS = $(if $(ACCELERATOR),--accelerator $(ACCELERATOR)) $(if $(PUBLIC),--public)
 
-.PHONY: help setup data train runs tensorboard test test-fast lint bundle push push-folds status output collect \
+.PHONY: help setup data train runs tune tensorboard test test-fast lint bundle push push-folds status output collect \
 	submit bench bench-quick bench-accuracy bench-graph bench-recipe clean check-kernel
 
 help: ## List the targets, in the order of a competitor's workflow.
@@ -46,6 +47,9 @@ train: check-kernel data ## Train KERNEL (default mnist-cnn) on input/ and write
 
 runs: setup ## List the runs in submissions/, best CV first; flags in ARGS, e.g. ARGS="--format markdown".
 	@$(PY) -m src runs $(ARGS)
+
+tune: check-kernel data ## Search KERNEL's flags with Optuna on CV (TRIALS=20), resumable; flags in ARGS (--data, --timeout).
+	$(PY) -m src tune kernels/$(KERNEL) --trials $(TRIALS) $(ARGS)
 
 tensorboard: setup ## Watch training curves: TensorBoard on logs/ at http://127.0.0.1:6006 (Ctrl-C stops it).
 	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1
