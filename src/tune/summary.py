@@ -11,6 +11,7 @@ and its pictures (Optuna's visualisation module, matplotlib backend) beside its 
 import io
 import logging
 import shlex
+import warnings
 from pathlib import Path
 
 import optuna
@@ -18,14 +19,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from src import files, paths
 from src.tune import study as tune_study
+from src.tune.plan import StudyPlan
 
 logger = logging.getLogger(__name__)
 
 BEST_ROWS = 5
+# Each picture's Optuna function (in optuna.visualization.matplotlib) and its y axis.
 PICTURES = {
-    "history": optuna.visualization.matplotlib.plot_optimization_history,
-    "importances": optuna.visualization.matplotlib.plot_param_importances,
-    "epochs": optuna.visualization.matplotlib.plot_intermediate_values,
+    "history": ("plot_optimization_history", "CV accuracy"),
+    "importances": ("plot_param_importances", None),
+    "epochs": ("plot_intermediate_values", "fold 1's held-out accuracy"),
 }
 
 
@@ -35,7 +38,7 @@ def best_trials(study: optuna.Study, limit: int = BEST_ROWS) -> list[FrozenTrial
     return sorted(completed, key=lambda trial: (-trial.value, trial.number))[:limit]
 
 
-def train_command(plan: tune_study.StudyPlan, trial: FrozenTrial, seed: int | None = None) -> str:
+def train_command(plan: StudyPlan, trial: FrozenTrial, seed: int | None = None) -> str:
     """Returns the command that trains a trial's flags as a normal run (test accuracy included).
 
     Args:
@@ -63,25 +66,30 @@ def best_table(study: optuna.Study) -> str:
     return "\n".join(lines) + "\n"
 
 
-def draw_pictures(study: optuna.Study, plan: tune_study.StudyPlan) -> list[Path]:
+def draw_pictures(study: optuna.Study, plan: StudyPlan) -> list[Path]:
     """Writes the study's pictures beside its database (`<out>/<study>-<name>.png`); returns their paths.
 
     The importances need two completed trials and the epochs picture one reported epoch; until then they are
     skipped with a line. Each picture is written whole or not at all.
     """
-    from matplotlib import pyplot  # here, not at the top: Optuna's pictures draw through pyplot
+    from matplotlib import pyplot  # here, not at the top: Optuna's pictures draw through pyplot, slow to import
+    from optuna.visualization import matplotlib as optuna_pictures  # here too: it imports pyplot
 
     # A file, not a window: no display is needed, whatever backend the machine's matplotlib would pick.
     pyplot.switch_backend("Agg")
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     reported = any(trial.intermediate_values for trial in study.get_trials(deepcopy=False))
     written = []
-    for name, plot in PICTURES.items():
+    for name, (function, y_label) in PICTURES.items():
         if (name == "importances" and len(completed) < 2) or (name == "epochs" and not reported) or not completed:
             logger.info("tune: no %s picture yet (it needs %s)", name,
                         "two completed trials" if name == "importances" else "a completed trial")
             continue
-        axes = plot(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            axes = getattr(optuna_pictures, function)(study)
+        if y_label is not None:
+            axes.set_ylabel(y_label)
         figure = axes.figure
         figure.set_size_inches(8, 5)
         buffer = io.BytesIO()
@@ -100,7 +108,8 @@ def summary_text(result: tune_study.StudyResult, pictures: list[Path]) -> str:
     lines = [f"study {plan.study_name} ({plan.storage_url}): {sum(tune_study.counts(t) for t in trials)} of "
              f"{plan.trials} trials: {states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned, "
              f"{failed} failed" + (f", {states[TrialState.RUNNING]} running" if states[TrialState.RUNNING] else "")
-             + f"; {len(result.ran)} ran here in {tune_study.format_duration(result.seconds)}"]
+             + f"; {len(result.ran)} ran here in {tune_study.format_duration(result.seconds)}"
+             + (" (--timeout: the same command goes on)" if result.stopped_by == "timeout" else "")]
     best = best_trials(study)
     if not best:
         lines.append("no trial has completed yet: run the same command again to go on")
@@ -108,8 +117,8 @@ def summary_text(result: tune_study.StudyResult, pictures: list[Path]) -> str:
         lines.append(f"best trials (CV accuracy over {plan.folds} folds, seed {plan.seed}; no test split seen):")
         lines.extend(best_table(study).splitlines())
         lines.append(f"the best, #{best[0].number}, as a run: {train_command(plan, best[0])}")
-        lines.append(f"the best CV of {len(trials)} trials is optimistic (it was picked for being the highest); "
-                     f"confirm it with a fresh run on another seed, and read its test accuracy:")
+        lines.append(f"the best CV of {states[TrialState.COMPLETE]} completed trials is optimistic (it was picked for "
+                     "being the highest); confirm it with a fresh run on another seed, and read its test accuracy:")
         lines.append(f"  {train_command(plan, best[0], seed=plan.seed + 1)}")
     if pictures:
         lines.append("pictures: " + ", ".join(str(path) for path in pictures))
