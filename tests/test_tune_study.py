@@ -23,6 +23,7 @@ from src.errors import KitError
 from src.tune import plan as tune_plan
 from src.tune import storage as tune_storage
 from src.tune import study as tune_study
+from src.tune import summary
 
 SPACE = ("learning-rate: {low: 0.001, high: 0.01, log: true}\nstrategy: [none, tpu]\nbatch-size: 32\nepochs: 1\n"
          "eager: true\n")  # eager steps: tracing them would cost more than 150 images train
@@ -129,6 +130,17 @@ def test_the_settings_of_a_study_are_checked_before_anything_is_written(tmp_path
     assert not (tmp_path / "tune").exists()
 
 
+def test_no_trial_starts_after_the_timeout_and_the_summary_says_so(tmp_path, npz_path, caplog):
+    caplog.set_level("INFO", logger="src")
+    plan = tune_plan.plan_study("mnist-mlp", trials=2, timeout_minutes=1e-9, **options(tmp_path, npz_path))
+
+    result = tune_study.run_study(plan)
+
+    assert result.stopped_by == "timeout" and result.ran == [] and result.study.trials == []
+    assert any("--timeout 1e-09 minutes passed" in message for message in caplog.messages)
+    assert "(--timeout: the same command goes on)" in summary.summary_text(result, [])
+
+
 def test_a_trial_whose_process_died_here_runs_again_first(tmp_path, npz_path):
     plan = tune_plan.plan_study("mnist-mlp", trials=3, **options(tmp_path, npz_path))
     study, storage = tune_storage.open_study(plan)
@@ -175,10 +187,11 @@ def test_kill_9_loses_at_most_the_running_trial_and_the_same_command_continues_t
                 trials = load_study(tmp_path).get_trials()
             except (KeyError, sqlalchemy.exc.SQLAlchemyError):
                 continue  # the study is not written yet
-            if [trial.state for trial in trials] == [TrialState.COMPLETE, TrialState.RUNNING]:
-                break
+            runs = [path for path in (tmp_path / "tune" / "mnist-mlp").glob("mnist-mlp-*") if path.is_dir()]
+            if [trial.state for trial in trials] == [TrialState.COMPLETE, TrialState.RUNNING] and runs:
+                break  # trial #1's run has its folder
         else:
-            pytest.fail("trial #1 never started")
+            pytest.fail("trial #1's run never started")
     finally:
         process.send_signal(signal.SIGKILL)
         first_output = process.communicate(timeout=PROCESS_TIMEOUT)[0]
@@ -194,6 +207,8 @@ def test_kill_9_loses_at_most_the_running_trial_and_the_same_command_continues_t
     assert trials[2].params == trials[1].params and trials[2].system_attrs["failed_trial"] == 1
     assert "trial #1's process (pid" in again.stdout and "trial 2/2 (#2) cv " in again.stdout
     assert "trial 1/2" not in again.stdout and "2 of 2 trials: 2 complete, 0 pruned, 0 failed" in again.stdout
+    # The retry ran the killed trial's run on: the same run, resumed.
+    assert "run: resuming the unfinished run" in (tmp_path / "tune" / "mnist-mlp" / "trial-2.log").read_text()
 
 
 @pytest.mark.slow
