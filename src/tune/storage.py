@@ -62,8 +62,8 @@ def _creating(plan: StudyPlan):
         database.parent.mkdir(parents=True, exist_ok=True)
         lock = open(database.with_name(database.name + ".lock"), "a")
     except OSError as error:
-        raise KitError(f"Cannot write the study's database beside {database} ({error}); pick another --out.") \
-            from None
+        raise KitError(f"Cannot write the study's database beside {database} ({error}); pick another --out or "
+                       "--storage.") from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
