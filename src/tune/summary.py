@@ -24,11 +24,11 @@ from src.tune.plan import StudyPlan
 logger = logging.getLogger(__name__)
 
 BEST_ROWS = 5
-# Each picture's Optuna function (in optuna.visualization.matplotlib) and its y axis.
+# Each picture's Optuna function (in optuna.visualization.matplotlib) and its axes' labels (None: Optuna's).
 PICTURES = {
-    "history": ("plot_optimization_history", "CV accuracy"),
-    "importances": ("plot_param_importances", None),
-    "epochs": ("plot_intermediate_values", "fold 1's held-out accuracy"),
+    "history": ("plot_optimization_history", None, "CV accuracy"),
+    "importances": ("plot_param_importances", None, None),
+    "epochs": ("plot_intermediate_values", "epoch of fold 1", "fold 1's held-out accuracy"),
 }
 
 
@@ -80,7 +80,7 @@ def draw_pictures(study: optuna.Study, plan: StudyPlan) -> list[Path]:
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     reported = any(trial.intermediate_values for trial in study.get_trials(deepcopy=False))
     written = []
-    for name, (function, y_label) in PICTURES.items():
+    for name, (function, x_label, y_label) in PICTURES.items():
         if (name == "importances" and len(completed) < 2) or (name == "epochs" and not reported) or not completed:
             logger.info("tune: no %s picture yet (it needs %s)", name,
                         "two completed trials" if name == "importances" else "a completed trial")
@@ -88,6 +88,8 @@ def draw_pictures(study: optuna.Study, plan: StudyPlan) -> list[Path]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             axes = getattr(optuna_pictures, function)(study)
+        if x_label is not None:
+            axes.set_xlabel(x_label)
         if y_label is not None:
             axes.set_ylabel(y_label)
         figure = axes.figure
