@@ -14,6 +14,7 @@ PUBLIC ?=
 FOLDS ?= 5
 FORMAT ?= script
 ALLOW_LEAK ?=
+TRIALS ?= 20
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -26,8 +27,8 @@ PUSH_FLAGS = $(if $(ACCELERATOR),--accelerator $(ACCELERATOR)) $(if $(PUBLIC),--
 # What `make watch`, `watch-folds` and `submit` pass on: the submission's description, and ALLOW_LEAK=1.
 SUBMIT_FLAGS = $(if $(MESSAGE),--submit "$(MESSAGE)") $(if $(ALLOW_LEAK),--allow-leak)
 
-.PHONY: help setup data train runs tensorboard test test-fast lint bundle notebook push push-folds status watch \
-	output collect watch-folds submit scores bench bench-quick bench-accuracy bench-graph bench-recipe clean \
+.PHONY: help setup data train runs tune tensorboard test test-fast lint bundle notebook push push-folds status \
+	watch output collect watch-folds submit scores bench bench-quick bench-accuracy bench-graph bench-recipe clean \
 	check-kernel
 
 help: ## List the targets, in the order of a competitor's workflow.
@@ -51,6 +52,9 @@ train: check-kernel data ## Train KERNEL (default mnist-cnn) on input/ and write
 
 runs: setup ## List the runs in submissions/, best CV first; flags in ARGS, e.g. ARGS="--format markdown".
 	@$(PY) -m src runs $(ARGS)
+
+tune: check-kernel data ## Search KERNEL's flags with Optuna on CV (TRIALS=20), resumable; flags in ARGS (--data, --timeout).
+	$(PY) -m src tune kernels/$(KERNEL) --trials $(TRIALS) $(ARGS)
 
 tensorboard: setup ## Watch training curves: TensorBoard on logs/ at http://127.0.0.1:6006 (Ctrl-C stops it).
 	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1

@@ -6,11 +6,11 @@ layers of the package, each importing only those below it (checked by `lint-impo
 | layer | modules |
 | --- | --- |
 | entry points | `cli` (`python -m src`), `flags` (every kernel's flags), `console` (log lines, one-line errors) |
-| workflows | `prepare` (`make data`), `blend`, `collect` |
+| workflows | `prepare` (`make data`), `blend`, `collect`, `tune.*` (`make tune`: space, study, summary) |
 | Kaggle | `kaggle.*`: credentials, the CLI, metadata, bundles and notebooks, kernels, watching, the competition, |
 | | scores |
 | training | `training` (a run as a kernel tells it), `fitting`, `custom_loop`, `callbacks`, `restore`, |
-| | `prediction`, `distribute` |
+| | `prediction`, `distribute`, `trial_hooks` (what a search asks of its trials' runs) |
 | results | `finish`, `report`, `plots`, `runs_table`, `records`, `runs`, `results`, `folds`, `submission` |
 | models and data | `models` (the registry), `optimizers`, `data`, `leaks`, `loaders`, `validation`, `tfrecord`, |
 | | `pipelines`, `layout`, `sample` |

@@ -1,4 +1,4 @@
-"""`python -m src ...`: the kit's commands (data, validate, runs, report, blend, and the Kaggle workflow).
+"""`python -m src ...`: the kit's commands (data, validate, runs, report, blend, tune, and the Kaggle workflow).
 
 Argument parsing and one handler per command, nothing more: each handler calls one public function of the kit
 and prints what it answered. A handler imports what it needs when it runs, not at the top, so that `--help` and
@@ -19,6 +19,8 @@ INTERRUPTED = {
     "data": "interrupted: input/ is as it was (a download or sample appears only when complete); run `make data` "
             "again.",
     "blend": "interrupted: no blend was written (its files appear only when complete); run the same command again.",
+    "tune": "interrupted: the study keeps its finished trials, and the running one runs again, resuming its run, "
+            "when the same command runs again.",
     "bundle": "interrupted: the previous bundle, if any, is as it was; run the same command again.",
     "push": "interrupted: the push may or may not have reached Kaggle; see `make status KERNEL=<name>` before "
             "pushing again.",
@@ -97,6 +99,16 @@ def _command_blend(args: argparse.Namespace) -> int:
     record = blend.blend_runs([records.find_record(run, folder) for run in args.runs], args.weights,
                               out_dir=args.out, data_path=args.data, plots=args.plots)
     print(finish.summary_line(record), flush=True)
+    return 0
+
+
+def _command_tune(args: argparse.Namespace) -> int:
+    from src import tune  # here, not at the top: it loads Optuna (and the first trial TensorFlow)
+
+    _, text = tune.tune(args.kernel, trials=args.trials, folds=args.folds, seed=args.seed, space_file=args.space,
+                        data_path=args.data, out=args.out, storage=args.storage, study_name=args.study,
+                        timeout_minutes=args.timeout, pruner=args.pruner)
+    print(text, end="")
     return 0
 
 
@@ -299,6 +311,24 @@ def build_parser() -> ArgumentParser:
     blend.set_defaults(handler=_command_blend)
 
     kernel_help = "the kernel's folder, e.g. kernels/mnist-cnn (or its name)"
+    tune = commands.add_parser("tune", help="search a kernel's flags with Optuna on cross-validation (resumable)")
+    tune.add_argument("kernel", help=kernel_help)
+    tune.add_argument("--trials", type=int, required=True, metavar="N",
+                      help="trials the study counts in all, earlier ones included (finished, pruned or failed)")
+    tune.add_argument("--timeout", type=float, metavar="MIN", help="start no trial after MIN minutes (default: none)")
+    tune.add_argument("--folds", type=int, default=5, metavar="K", help="every trial's folds (default: %(default)s)")
+    tune.add_argument("--seed", type=int, default=0, metavar="S", help="every trial's seed (default: %(default)s)")
+    tune.add_argument("--space", metavar="FILE", help="a YAML or JSON search space (default: the kernel's "
+                      "tune-space.yaml)")
+    tune.add_argument("--data", metavar="PATH", help="the data every trial trains on (default: input/)")
+    tune.add_argument("--out", metavar="DIR", help="folder of the study's database, pictures and trial runs "
+                      "(default: submissions/tune/)")
+    tune.add_argument("--storage", metavar="URL", help="a database shared by the processes of one study, e.g. "
+                      "postgresql://host/db (default: sqlite:///<out>/<kernel>.db)")
+    tune.add_argument("--study", metavar="NAME", help="the study's name in the storage (default: the kernel's)")
+    tune.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
+                      help="stops trials that trail after an epoch of fold 1 (default: %(default)s)")
+    tune.set_defaults(handler=_command_tune)
     public_help = "a public kernel, which anyone on Kaggle can read and fork (default: the metadata's, private)"
     bundle = commands.add_parser("bundle", help="write build/kernels/<name>/: one self-contained kernel.py for Kaggle")
     bundle.add_argument("kernel", help=kernel_help)

@@ -202,6 +202,8 @@ def fit_custom(model: keras.Model, plan: FitPlan, train_step: TrainStep = notes_
             # The history goes first: a kill between the two leaves it one epoch ahead, which a resume trims.
             files.write_text(plan.fold_dir / CHECKPOINT_DIR / HISTORY_FILE, json.dumps(history))
             manager.save(checkpoint_number=epoch + 1)
+        if plan.epoch_listener is not None:
+            plan.epoch_listener(epoch, dict(logs))
     for writer in writers.values():
         writer.close()
     return history

@@ -17,6 +17,7 @@ ends with.
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,8 @@ class FitPlan:
         strategy: the `tf.distribute.Strategy` the model and optimizer were created under; None for
             TensorFlow's default. `batch_size` is then the global batch, over all replicas.
         drop_remainder: drop each epoch's last, smaller batch, so that every step has the same shape (TPUs).
+        epoch_listener: called with `(epoch, logs)` after every epoch, once it is saved; an exception it raises
+            stops the fit (a search prunes a trial so: `src.trial_hooks`). None for none.
     """
 
     x_train: np.ndarray
@@ -71,6 +74,7 @@ class FitPlan:
     verbose: int = 0
     strategy: object = None
     drop_remainder: bool = False
+    epoch_listener: Callable[[int, dict[str, float]], None] | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -117,6 +121,8 @@ def fit_keras(model: keras.Model, plan: FitPlan) -> dict[str, list[float]]:
         fit_callbacks.append(callbacks.AtomicModelCheckpoint(plan.fold_dir / MODEL_FILE))
         backup = callbacks.AtomicBackupAndRestore(plan.fold_dir / BACKUP_DIR)
         fit_callbacks.append(backup)
+    if plan.epoch_listener is not None:  # last, so that the epoch it hears of is saved
+        fit_callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=plan.epoch_listener))
     first_epoch = backup.saved_epoch if backup is not None else 0
     if first_epoch:
         logger.info("resuming from the backup of epoch %d/%d in %s", first_epoch, plan.epochs, backup.backup_dir)

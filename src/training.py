@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from src import (custom_loop, data, distribute, finish, fitting, folds, layout, leaks, optimizers, paths,
-                 prediction, records, restore, results, runs)
+                 prediction, records, restore, results, runs, trial_hooks)
 from src.config import RunConfig
 from src.errors import KitError
 
@@ -70,7 +70,7 @@ class TrainingRun:
 
     Attributes:
         flags: the run's configuration.
-        dataset: its data.
+        dataset: its data (a search's trial gets it without test labels: `src.trial_hooks`).
         distribution: the `distribute.Distribution` it trains under.
         data_format: the layout every model is built and fed in (`layout.data_format()`).
         run: its place on disk (`runs.Run`), locked.
@@ -81,7 +81,7 @@ class TrainingRun:
         self.started = time.perf_counter()
         self.code = records.code_state()
         self.flags = flags
-        self.dataset = dataset
+        self.dataset = trial_hooks.visible_dataset(dataset)  # a search's trial sees no test labels
         self.distribution = distribute.select(flags.strategy)
         distribute.check_config(flags, self.distribution)
         self.data_format = layout.data_format()
@@ -299,7 +299,7 @@ class Fold:
             eager=flags.eager,
             verbose=_verbosity(flags.quiet),
             strategy=None if distribution.kind == "none" else distribution.strategy,
-            drop_remainder=distribution.fixed_shapes,
+            drop_remainder=distribution.fixed_shapes, epoch_listener=trial_hooks.epoch_listener(self),
         )
         if plan.steps_per_epoch == 0:
             raise KitError(f"A step's batch ({flags.batch_size} per replica x {distribution.replicas} replicas) is "

@@ -39,6 +39,7 @@ def test_unknown_command_is_one_line():
     ("src.kaggle.kernels.download_output", ["output", "kernels/mnist-cnn"], "previous download is as it was"),
     ("src.prepare.prepare_input", ["data"], "input/ is as it was"),
     ("src.records.find_records", ["runs"], "nothing was changed"),
+    ("src.tune.tune", ["tune", "kernels/mnist-fast", "--trials", "1"], "the running one runs again"),
 ])
 def test_ctrl_c_says_what_the_interrupted_command_kept(target, argv, kept, monkeypatch, capsys):
     def interrupted(*args, **kwargs):

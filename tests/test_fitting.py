@@ -92,3 +92,27 @@ def test_fit_plan_counts_its_steps_per_epoch():
     dropped = fitting.FitPlan(images, labels, None, None, batch_size=16, epochs=1, seed=0,
                               data_format="channels_last", drop_remainder=True)
     assert dropped.steps_per_epoch == 3
+
+
+class StopFit(Exception):
+    pass
+
+
+@pytest.mark.parametrize("loop", config.LOOP_NAMES)
+def test_fit_tells_the_epoch_listener_each_saved_epoch_and_stops_when_it_raises(loop, tmp_path):
+    heard = []
+
+    def listener(epoch, logs):
+        heard.append((epoch, logs["val_accuracy"]))
+        if epoch == 0:
+            raise StopFit  # as a search's pruner stops a trial
+
+    with pytest.raises(StopFit):
+        train_fold(loop, epochs=2, fold_dir=tmp_path / "fold-0", model_name="mlp", epoch_listener=listener)
+    assert [epoch for epoch, _ in heard] == [0]
+
+    # The epoch the listener heard of was saved: the same fold resumes after it, the listener hearing epoch 1 only.
+    _, history = train_fold(loop, epochs=2, fold_dir=tmp_path / "fold-0", model_name="mlp",
+                            epoch_listener=lambda epoch, logs: heard.append((epoch, logs["val_accuracy"])))
+    assert [epoch for epoch, _ in heard] == [0, 1]
+    assert [accuracy for _, accuracy in heard] == pytest.approx(history["val_accuracy"])
