@@ -5,7 +5,8 @@ layers of the package, each importing only those below it (checked by `lint-impo
 
 | layer | modules |
 | --- | --- |
-| entry points | `cli` (`python -m src`), `flags` (every kernel's flags), `console` (log lines, one-line errors) |
+| entry points | `cli` (`python -m src`), `kaggle_commands` (its Kaggle ones), `flags` (every kernel's flags), |
+| | `console` (log lines, one-line errors) |
 | workflows | `prepare` (`make data`), `blend`, `collect`, `tune.*` (`make tune`: space, study, summary) |
 | Kaggle | `kaggle.*`: credentials, the CLI, metadata, bundles and notebooks, kernels, watching, the competition, |
 | | scores |
