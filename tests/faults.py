@@ -21,7 +21,7 @@ CHILD_SECONDS = 60
 # The errors a write meets when the disk fills or the filesystem turns read-only, injected at each step.
 WRITE_ERRORS = (errno.ENOSPC, errno.EROFS)
 
-# What the tests try, counted here for the README's table (tests/test_readme.py compares them).
+# What the tests try, counted here for tests/README.md's table (tests/test_readme.py compares them).
 
 # The steps of a write, and the writes they belong to: True, one that may replace the file; False, a never-overwrite
 # write (whose last three steps only a filesystem without hard links takes).

@@ -8,11 +8,13 @@ from conftest import KERNELS
 from src import config, flags, models, paths
 
 README = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+# What the tests try, counted in tests/README.md (README.md links to it).
+TESTS_README = (paths.REPO_ROOT / "tests" / "README.md").read_text(encoding="utf-8")
 
 
-def table_after(heading: str) -> list[list[str]]:
-    """Returns the rows (cells, unescaped) of the first table after `heading`, header row excluded."""
-    section = README[README.index(heading):]
+def table_after(heading: str, document: str = README) -> list[list[str]]:
+    """Returns the rows (cells, unescaped) of the first table after `heading` in `document`, header row excluded."""
+    section = document[document.index(heading):]
     rows = []
     for line in section.splitlines()[1:]:
         if line.startswith("|"):
@@ -115,7 +117,7 @@ def test_what_the_tests_try_is_counted_from_the_tests():
         "at each step of a write": len(faults.WRITE_FAULTS),
         "in the middle of a kernel's run": mid_run,
     }
-    rows = table_after("What the tests try")
+    rows = table_after("## Kills and faults", TESTS_README)
     counted = {}
     for what, count in expected.items():
         [row] = [row for row in rows if what in row[0]]
@@ -205,7 +207,7 @@ def test_the_bad_inputs_the_tests_try_are_counted_from_the_tests():
             bundle.test_bundle_of_a_checkout_carries_the_tracked_files_and_checks_their_bytes,
             bundle.test_bundle_refuses_a_kernel_that_holds_the_key],
     }
-    documented = {row[0]: row[1] for row in table_after("What the tests try: each case")}
+    documented = {row[0]: row[1] for row in table_after("## Bad input and hostile names", TESTS_README)}
     # Rows this test does not know (other kinds of trials) are counted where they are added.
     assert {label: documented.get(label) for label in counted} == \
         {label: str(sum(cases(item) for item in items)) for label, items in counted.items()}
