@@ -56,6 +56,18 @@ def test_the_pictures_are_written_beside_the_database(tmp_path):
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in pictures)
 
 
+def test_the_pictures_of_trials_and_epochs_tick_whole_numbers_only(tmp_path, monkeypatch):
+    from matplotlib import pyplot
+
+    closed = []
+    monkeypatch.setattr(pyplot, "close", lambda figure: closed.append(figure))
+    summary.draw_pictures(recorded_study(), plan(tmp_path))
+    history, _, epochs = (figure.axes[0] for figure in closed)
+    for axes in (history, epochs):
+        assert all(float(tick).is_integer() for tick in axes.get_xticks()), axes.get_xlabel()
+    assert epochs.get_xlabel() == "epoch of fold 1"
+
+
 def test_a_study_without_a_completed_trial_draws_nothing_and_says_so(tmp_path):
     empty = optuna.create_study(direction="maximize")
     assert summary.draw_pictures(empty, plan(tmp_path)) == []

@@ -72,7 +72,7 @@ def draw_pictures(study: optuna.Study, plan: StudyPlan) -> list[Path]:
     The importances need two completed trials and the epochs picture one reported epoch; until then they are
     skipped with a line. Each picture is written whole or not at all.
     """
-    from matplotlib import pyplot  # here, not at the top: Optuna's pictures draw through pyplot, slow to import
+    from matplotlib import pyplot, ticker  # here, not at the top: Optuna's pictures draw through pyplot (slow)
     from optuna.visualization import matplotlib as optuna_pictures  # here too: it imports pyplot
 
     # A file, not a window: no display is needed, whatever backend the machine's matplotlib would pick.
@@ -90,6 +90,8 @@ def draw_pictures(study: optuna.Study, plan: StudyPlan) -> list[Path]:
             axes = getattr(optuna_pictures, function)(study)
         if x_label is not None:
             axes.set_xlabel(x_label)
+        if name != "importances":  # trials and epochs are counted: no tick at trial 1.5 or epoch 1.2
+            axes.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         if y_label is not None:
             axes.set_ylabel(y_label)
         figure = axes.figure
