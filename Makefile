@@ -15,6 +15,8 @@ FOLDS ?= 5
 FORMAT ?= script
 ALLOW_LEAK ?=
 TRIALS ?= 20
+# Processes the tests run in (pytest-xdist), each taking a test file at a time: on two cores, two take a third off.
+TEST_WORKERS ?= 2
 
 # Benchmarks use the full MNIST beside the repository when it is there, else the sample in input/.
 BENCH_DATA ?= $(firstword $(wildcard ../shared/data/mnist.npz) input/mnist.npz)
@@ -60,10 +62,10 @@ tensorboard: setup ## Watch training curves: TensorBoard on logs/ at http://127.
 	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1
 
 test: setup ## Run the whole test suite, slow end-to-end tests included (what CI runs).
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup ## Run the tests but the slow end-to-end ones (a couple of minutes).
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: setup ## Check the code with flake8 and the layers of src with import-linter.
 	$(PY) -m flake8 src kernels tests benchmarks

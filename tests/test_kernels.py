@@ -195,7 +195,10 @@ def test_ctrl_c_during_training_is_one_line_and_status_130(tmp_path, sample_npz)
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, str(kernel_script("mnist-cnn")), "--data", str(sample_npz), "--out",
                                 str(out), "--epochs", "3", "--folds", "2", "--quiet", "--no-plots"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # A background job's shell (`make test &`) ignores SIGINT, and the kernel would
+                               # inherit that; a terminal's Ctrl-C reaches a process that does not ignore it.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + PROCESS_TIMEOUT
     while not list(out.glob("*/fold-0/backup/training_metadata.json")) and time.monotonic() < deadline:
         time.sleep(0.1)  # the first epoch is saved: the run is well inside training
