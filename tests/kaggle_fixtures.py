@@ -9,13 +9,16 @@ module's asserts, so it has none and says so: PYTEST_DONT_REWRITE.
 import ast
 import base64
 import json
+import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import make_arrays, write_competition
 from fake_kaggle import FakeKaggle
 from src import mnist, paths, submission
 from src.kaggle import bundle
@@ -54,6 +57,32 @@ def kit_dirs(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "KERNEL_BUNDLES_DIR", bundles)
     monkeypatch.setattr(paths, "KERNEL_OUTPUTS_DIR", outputs)
     return bundles, outputs
+
+
+@dataclass
+class KaggleMachine:
+    """A Kaggle machine's folders in a test's tmp_path, and the environment a kernel pushed there runs in."""
+
+    competition: Path  # the mounted competition: train.csv, test.csv (20 rows), sample_submission.csv
+    working: Path  # /kaggle/working
+    scratch: Path  # TMPDIR
+    environment: dict
+
+
+def kaggle_machine(tmp_path: Path, mount: str = "") -> KaggleMachine:
+    """Returns a Kaggle machine under `tmp_path`: a small competition in `kaggle-input/<mount>/`, the working and
+    temporary folders, and an environment with no PYTHONPATH and no KAGGLE_ variables but Kaggle's folders."""
+    (x_train, y_train), (x_test, _) = make_arrays(train_per_class=10, test_rows=20)
+    competition = write_competition(tmp_path / "kaggle-input" / mount / paths.COMPETITION, x_train, y_train, x_test)
+    working = tmp_path / "kaggle-working"
+    working.mkdir()
+    scratch = tmp_path / "kaggle-tmp"
+    scratch.mkdir()
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("PYTHONPATH", "PYTHONHOME") and not name.startswith("KAGGLE_")}
+    environment.update({paths.KAGGLE_INPUT_ENV: str(tmp_path / "kaggle-input"),
+                        paths.KAGGLE_WORKING_ENV: str(working), "TMPDIR": str(scratch)})
+    return KaggleMachine(competition, working, scratch, environment)
 
 
 def route_cli_to(monkeypatch, port: int) -> None:

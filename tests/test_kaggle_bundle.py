@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KERNELS, kernel_script, make_arrays, write_competition
-from kaggle_fixtures import (FAKE_KEY, KERNEL, REF, bundle_payload, bundle_values, head_commit, leftovers)
+from conftest import KERNELS, kernel_script
+from kaggle_fixtures import (FAKE_KEY, KERNEL, REF, bundle_payload, bundle_values, head_commit, kaggle_machine,
+                             leftovers)
 from src import console, paths, submission
 from src.errors import KitError
 from src.kaggle import bundle, kernels, metadata
@@ -315,17 +316,9 @@ def test_pushed_bundle_runs_alone_to_a_valid_submission(fake_kaggle, tmp_path):
     run_dir.mkdir()
     (run_dir / "kernel.py").write_text(script)
     assert not run_dir.resolve().is_relative_to(paths.REPO_ROOT)
-    (x_train, y_train), (x_test, _) = make_arrays(train_per_class=10, test_rows=20)
-    competition = write_competition(tmp_path / "kaggle-input" / "mounted" / "deep" / paths.COMPETITION,
-                                    x_train, y_train, x_test)
-    working = tmp_path / "kaggle-working"
-    working.mkdir()
-    scratch = tmp_path / "kaggle-tmp"
-    scratch.mkdir()
-    environment = {name: value for name, value in os.environ.items()
-                   if name not in ("PYTHONPATH", "PYTHONHOME") and not name.startswith("KAGGLE_")}
-    environment.update({paths.KAGGLE_INPUT_ENV: str(tmp_path / "kaggle-input"),
-                        paths.KAGGLE_WORKING_ENV: str(working), "TMPDIR": str(scratch)})
+    machine = kaggle_machine(tmp_path, mount="mounted/deep")
+    competition, working, scratch = machine.competition, machine.working, machine.scratch
+    environment = machine.environment
     nowhere = "http://127.0.0.1:9"  # the discard port: a proxy that answers nothing
     environment.update({name: nowhere for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
                                                    "https_proxy", "all_proxy")}, NO_PROXY="", no_proxy="")

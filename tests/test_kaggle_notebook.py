@@ -11,8 +11,8 @@ import jupytext
 import nbformat
 import pytest
 
-from conftest import KERNELS, kernel_script, make_arrays, write_competition
-from kaggle_fixtures import FAKE_KEY, KERNEL, REF, head_commit
+from conftest import KERNELS, kernel_script
+from kaggle_fixtures import FAKE_KEY, KERNEL, REF, head_commit, kaggle_machine
 from src import cli, paths, submission
 from src.kaggle import bundle, metadata, notebook
 
@@ -108,18 +108,10 @@ def test_pushed_notebook_is_valid_and_its_cells_run_alone_to_a_valid_submission(
     run_dir = tmp_path / "kaggle-run"
     run_dir.mkdir()
     (run_dir / "kernel.ipynb").write_text(pushed["text"])
-    (x_train, y_train), (x_test, _) = make_arrays(train_per_class=10, test_rows=20)
-    competition = write_competition(tmp_path / "kaggle-input" / paths.COMPETITION, x_train, y_train, x_test)
-    working = tmp_path / "kaggle-working"
-    working.mkdir()
-    scratch = tmp_path / "kaggle-tmp"
-    scratch.mkdir()
-    environment = {name: value for name, value in os.environ.items()
-                   if name not in ("PYTHONPATH", "PYTHONHOME") and not name.startswith("KAGGLE_")}
-    environment.update({paths.KAGGLE_INPUT_ENV: str(tmp_path / "kaggle-input"),
-                        paths.KAGGLE_WORKING_ENV: str(working), "TMPDIR": str(scratch)})
+    machine = kaggle_machine(tmp_path)
+    competition, working, scratch = machine.competition, machine.working, machine.scratch
 
-    completed = subprocess.run([sys.executable, "-c", RUN_CELLS], cwd=run_dir, env=environment,
+    completed = subprocess.run([sys.executable, "-c", RUN_CELLS], cwd=run_dir, env=machine.environment,
                                capture_output=True, text=True, timeout=600)
 
     assert completed.returncode == 0, completed.stderr[-3000:]
