@@ -30,7 +30,7 @@ PUSH_FLAGS = $(if $(ACCELERATOR),--accelerator $(ACCELERATOR)) $(if $(PUBLIC),--
 SUBMIT_FLAGS = $(if $(MESSAGE),--submit "$(MESSAGE)") $(if $(ALLOW_LEAK),--allow-leak)
 
 .PHONY: help setup data train runs tune tensorboard test test-fast lint bundle notebook push push-folds status \
-	watch output collect watch-folds submit scores bench bench-quick bench-accuracy bench-graph bench-recipe clean \
+	watch output collect watch-folds submit scores bench bench-quick bench-accuracy bench-graph bench-recipe bench-frontier clean \
 	check-kernel
 
 help: ## List the targets, in the order of a competitor's workflow.
@@ -120,6 +120,9 @@ bench-graph: setup ## Benchmark the custom training step eager vs tf.function (m
 
 bench-recipe: data ## Train the leaderboard recipe (--budget cpu) on MNIST's training split; test it with and without TTA.
 	$(PY) benchmarks/bench_recipe.py --data $(BENCH_DATA) --out $(BENCH_OUT)/recipe $(ARGS)
+
+bench-frontier: data ## Time each recipe to test accuracy in recipe epochs: benchmarks/frontier.md and .png (ARGS="--only NAME").
+	$(PY) benchmarks/bench_frontier.py --data $(BENCH_DATA) --out $(BENCH_OUT)/frontier $(ARGS)
 
 clean: ## Remove build outputs and caches (keeps .venv, input/ and submissions/).
 	rm -rf build .pytest_cache .hypothesis

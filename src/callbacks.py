@@ -55,6 +55,27 @@ class EpochClock(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self.started
 
 
+class ReportAccuracy(keras.callbacks.Callback):
+    """Adds the accuracy on images the fit does not learn from to each epoch's logs as `test_accuracy`.
+
+    For reports (`--test-curve`, `make bench-frontier`): it runs after `EpochClock` has stopped the epoch's clock,
+    so the epoch's `epoch_seconds` do not include it.
+
+    Args:
+        images: a `tf.data.Dataset` of image batches, unshuffled.
+        labels: their labels `(M,)`.
+    """
+
+    def __init__(self, images, labels: np.ndarray):
+        super().__init__()
+        self.images, self.labels = images, np.asarray(labels)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            predicted = np.argmax(self.model.predict(self.images, verbose=0), axis=1)
+            logs["test_accuracy"] = float(np.mean(predicted == self.labels))
+
+
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' `BackupAndRestore`, with a backup that a kill at any moment leaves usable.
 

@@ -90,6 +90,9 @@ class RunConfig:
             `none`, `mirrored`, `multiworker` (from `TF_CONFIG`) or `tpu`; `batch_size` is per replica.
         fold_index: train only this fold (0-based) of `folds` and save its probabilities, for folds run as
             separate Kaggle kernels (`make push-folds`); None trains every fold.
+        test_curve: after every epoch, also measure the accuracy on the labelled test split, outside the
+            epoch's timed seconds, into the fold's history as `test_accuracy` (`make bench-frontier` draws it).
+            For reports only: nothing is chosen on it. With `--loop fit`.
     """
 
     kernel: str = dataclasses.field(metadata={"role": "column"})
@@ -116,6 +119,7 @@ class RunConfig:
     budget: str | None = _field(None, "request")
     strategy: str = _field("auto", "result")
     fold_index: int | None = _field(None, "fold")
+    test_curve: bool = _field(False, "place")
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
@@ -128,6 +132,8 @@ class RunConfig:
         check_range("folds", self.folds, 1, MAX_FOLDS)
         check_range("seed", self.seed, 0, 2**31 - 1)
         check_range("seeds", self.seeds, 1, 100)
+        if self.test_curve and self.loop != "fit":
+            raise KitError(f"--test-curve measures each epoch with --loop fit; drop one. Received: loop={self.loop!r}.")
         check_range("tta", self.tta, 0, 100)
         if self.fold_index is not None:
             if self.folds < 2:

@@ -58,6 +58,9 @@ class FitPlan:
         drop_remainder: drop each epoch's last, smaller batch, so that every step has the same shape (TPUs).
         epoch_listener: called with `(epoch, logs)` after every epoch, once it is saved; an exception it raises
             stops the fit (a search prunes a trial so: `src.trial_hooks`). None for none.
+        x_report: `uint8` images `(M, 28, 28)` whose accuracy is measured after every epoch, outside its timed
+            seconds, as `test_accuracy` (`--test-curve`), or None.
+        y_report: their labels `(M,)`, or None.
     """
 
     x_train: np.ndarray
@@ -75,6 +78,8 @@ class FitPlan:
     strategy: object = None
     drop_remainder: bool = False
     epoch_listener: Callable[[int, dict[str, float]], None] | None = None
+    x_report: np.ndarray | None = None
+    y_report: np.ndarray | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -110,6 +115,10 @@ def fit_keras(model: keras.Model, plan: FitPlan) -> dict[str, list[float]]:
         epochs included.
     """
     fit_callbacks: list[keras.callbacks.Callback] = [callbacks.EpochClock(), callbacks.EpochSeeds(plan.seed)]
+    if plan.x_report is not None:  # after the clock, so that its seconds stay the epoch's own
+        report = pipelines.make_pipeline(plan.x_report, None, batch_size=EVALUATE_BATCH_SIZE,
+                                         data_format=plan.data_format)
+        fit_callbacks.insert(1, callbacks.ReportAccuracy(report, plan.y_report))
     backup = None
     if plan.logs_dir is not None:
         # Per epoch only: with update_freq=N, Keras drops the epoch summaries of every epoch whose last

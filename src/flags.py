@@ -88,6 +88,9 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
     parser.add_argument("--fold-index", type=int, metavar="I", default=base.fold_index,
                         help="train only fold I (0-based) of --folds K and save its probabilities; `make collect` "
                         "blends the folds run apart (default: every fold)")
+    parser.add_argument("--test-curve", action="store_true", default=base.test_curve,
+                        help="also measure the labelled test split's accuracy after every epoch, untimed, for "
+                        "reports (make bench-frontier); nothing is chosen on it")
     return parser
 
 

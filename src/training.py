@@ -11,8 +11,8 @@
 
 Everything else a run needs happens below these lines: the run's folder and lock, resuming an unfinished run of
 the same command (`src.runs`), the stratified split (`src.folds`), seeds and precision, checkpoints and backups,
-TensorBoard, progress lines, `--seeds` models per fold, `--fold-index`, `--restore` (`fit` loads saved weights
-instead of training) and writing the outputs (`src.finish`).
+TensorBoard, progress lines, `--seeds` models per fold, `--fold-index`, `--test-curve`, `--restore` (`fit` loads
+saved weights instead of training) and writing the outputs (`src.finish`).
 """
 
 import logging
@@ -27,8 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from src import (custom_loop, data, distribute, finish, fitting, folds, layout, leaks, optimizers, paths,
-                 prediction, records, restore, results, runs, trial_hooks)
+from src import (custom_loop, data, distribute, finish, fitting, folds, layout, leaks, optimizers, paths, prediction,
+                 records, restore, results, runs, trial_hooks)
 from src.config import RunConfig
 from src.errors import KitError
 
@@ -59,10 +59,8 @@ def _duration(seconds: float) -> str:
 
 
 def _verbosity(quiet: bool) -> int:
-    if quiet:
-        return 0
     # A progress bar per batch is for terminals; logs get one line per epoch.
-    return 1 if sys.stdout.isatty() else 2
+    return 0 if quiet else 1 if sys.stdout.isatty() else 2
 
 
 class TrainingRun:
@@ -285,6 +283,7 @@ class Fold:
         distribution = run.distribution
         workdir = run.run.workdir
         validation = self._validation_split()
+        report_test = flags.test_curve and dataset.has_test_labels
         plan = fitting.FitPlan(
             x_train=dataset.x_train[self.train_indices],
             y_train=dataset.y_train[self.train_indices],
@@ -296,10 +295,11 @@ class Fold:
             data_format=run.data_format,
             fold_dir=folds.member_dir(workdir, self.index, self.seed_index, flags.seeds),
             logs_dir=folds.member_dir(run.logs_root / run.run.name, self.index, self.seed_index, flags.seeds),
-            eager=flags.eager,
-            verbose=_verbosity(flags.quiet),
+            eager=flags.eager, verbose=_verbosity(flags.quiet),
             strategy=None if distribution.kind == "none" else distribution.strategy,
             drop_remainder=distribution.fixed_shapes, epoch_listener=trial_hooks.epoch_listener(self),
+            # --test-curve: the test split's accuracy after every epoch, for reports only.
+            **({"x_report": dataset.x_test, "y_report": dataset.y_test} if report_test else {}),
         )
         if plan.steps_per_epoch == 0:
             raise KitError(f"A step's batch ({flags.batch_size} per replica x {distribution.replicas} replicas) is "

@@ -24,7 +24,8 @@ def test_parse_flags_applies_kernel_defaults_and_flags():
         (["--batch-size", "-1"], "Received: batch_size=-1"),
         (["--folds", "0"], "Received: folds=0"),
         (["--learning-rate", "-0.1"], "Received: learning_rate=-0.1"),
-        (["--model", "resnet"], "choose one of seed_cnn, tfwiki_cnn, mlp, strong_cnn, fast_cnn. Received: model="),
+        (["--model", "resnet"], "choose one of seed_cnn, tfwiki_cnn, mlp, strong_cnn, fast_cnn, strong_cnn_affine. "
+                                "Received: model="),
         (["--optimizer", "sgdx"], "choose one of adadelta, adam, rmsprop"),
         (["--epochs", "two"], "invalid int value: 'two'"),
         (["--bogus"], "unrecognized arguments: --bogus"),

@@ -19,7 +19,7 @@ def float32_after():
 
 
 def test_registry_names_resolve_to_factories():
-    assert models.MODEL_NAMES == ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn", "fast_cnn")
+    assert models.MODEL_NAMES == ("seed_cnn", "tfwiki_cnn", "mlp", "strong_cnn", "fast_cnn", "strong_cnn_affine")
     for name in models.MODEL_NAMES:
         assert callable(models.model_factory(name))
 

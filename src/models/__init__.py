@@ -18,6 +18,7 @@ MODELS = {
     "mlp": ("classic", "build_mlp"),
     "strong_cnn": ("strong", "build_strong_cnn"),
     "fast_cnn": ("classic", "build_fast_cnn"),
+    "strong_cnn_affine": ("strong", "build_strong_cnn_affine"),
 }
 MODEL_NAMES = tuple(MODELS)
 

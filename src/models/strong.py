@@ -5,6 +5,7 @@ from keras import layers
 
 from src import layout
 from src.mnist import NUM_CLASSES
+from src.models import affine
 
 CHANNELS_LAST_SHAPE = layout.input_shape("channels_last")
 
@@ -43,14 +44,22 @@ def build_augmentation(
 
 
 def build_strong_cnn(
-    input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES
+    input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES,
+    augmentation: layers.Layer | None = None, name: str = "strong_cnn",
 ) -> keras.Sequential:
     """The CNN of the best honest Digit Recognizer ensembles, with its augmentation built in.
 
     Two blocks of Conv 3x3, Conv 3x3 and a learned pooling (Conv 5x5 stride 2), each with BatchNorm and
     Dropout 0.4, then Conv 4x4 to 128 features and a softmax.
 
-    Args and Returns: as `classic.build_seed_cnn`.
+    Args:
+        input_shape: `(28, 28, 1)` or `(1, 28, 28)`, from `layout.input_shape()`.
+        num_classes: the softmax's width.
+        augmentation: the layer that transforms images in training; None for `build_augmentation`'s three.
+        name: the model's name.
+
+    Returns:
+        An uncompiled `keras.Sequential` mapping `(B, *input_shape)` images to `(B, num_classes)` probabilities.
     """
     data_format = layout.layout_of(input_shape)
     conv = dict(activation="relu", data_format=data_format)
@@ -58,7 +67,7 @@ def build_strong_cnn(
     return keras.Sequential(
         [
             keras.Input(shape=input_shape),
-            build_augmentation(input_shape),
+            build_augmentation(input_shape) if augmentation is None else augmentation,
             layers.Conv2D(32, 3, **conv),
             layers.BatchNormalization(axis=axis),
             layers.Conv2D(32, 3, **conv),
@@ -79,5 +88,18 @@ def build_strong_cnn(
             layers.Dropout(0.4),
             layers.Dense(num_classes, activation="softmax", dtype="float32"),
         ],
-        name="strong_cnn",
+        name=name,
     )
+
+
+def build_strong_cnn_affine(
+    input_shape: layout.Shape = CHANNELS_LAST_SHAPE, num_classes: int = NUM_CLASSES
+) -> keras.Sequential:
+    """`strong_cnn` with its rotation, zoom and shift drawn as one matrix and resampled once (`RandomAffine`).
+
+    The same ranges as `build_augmentation`; one bilinear interpolation instead of three, so strokes blur less.
+
+    Args and Returns: as `classic.build_seed_cnn`.
+    """
+    augmentation = affine.RandomAffine(rotation=10.0, zoom=0.1, shift=0.1, data_format=layout.layout_of(input_shape))
+    return build_strong_cnn(input_shape, num_classes, augmentation=augmentation, name="strong_cnn_affine")
