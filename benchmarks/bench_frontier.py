@@ -33,6 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 REFERENCE_DIR = REPO.parent / "shared" / "reference"
 THRESHOLDS = (0.990, 0.992, 0.995, 0.996, 0.997, 0.9975)
 SEED_KERNEL_EPOCHS = 12  # the seed kernel's whole recipe: the unit of the 99.2% row
+# name, script, its arguments after the data and epochs: the seed kernel at its recipe's Adadelta 1.0 (bench.py's).
+REFERENCES = (("recipe kernel (reference)", "recipe_kernel.py", ()),
+              ("seed kernel (reference)", "seed_kernel.py", ("1.0",)))
 EPOCH_LINE = re.compile(r"^epoch (\d+): ([\d.]+)s.*val_acc=([\d.]+)")
 
 
@@ -142,27 +145,34 @@ def parse_reference(output: str) -> tuple[list[float], list[float]]:
     return epoch_seconds, accuracies
 
 
-def run_reference(name: str, command: list[str], log_dir: Path, timeout: float) -> tuple[Curve, float]:
-    """Runs a reference kernel; returns its curve (its validation is MNIST's test split) and its fastest epoch."""
-    measured = bench.run_program(name, command, log_dir / f"{bench.slug(name)}.log", timeout)
-    epoch_seconds, accuracies = parse_reference(measured.output)
+def reference_curve(name: str, log: Path) -> tuple[Curve, float]:
+    """Returns a reference kernel's curve (its validation is MNIST's test split) and fastest epoch, from its log."""
+    epoch_seconds, accuracies = parse_reference(log.read_text())
     if not epoch_seconds:
-        raise SystemExit(f"error: {name} printed no `epoch N: Xs ... val_acc=A` line; see {log_dir}.")
+        raise SystemExit(f"error: {name} printed no `epoch N: Xs ... val_acc=A` line; see {log}.")
     return Curve(name, list(itertools.accumulate(epoch_seconds)), accuracies, kind="reference"), min(epoch_seconds)
 
 
-def run_recipe(recipe: Recipe, data: Path, out: Path, extra: list[str], timeout: float) -> list[dict]:
-    """Trains a recipe once per seed with `--test-curve` under `out`; returns the run records, each with its
-    run folder as `path`."""
+def recipe_folder(out: Path, recipe: Recipe, seed: int) -> Path:
+    """Returns the folder one seed of a recipe writes its run into (`bench.run_kit`'s)."""
+    return out / bench.slug(f"{recipe.name} seed {seed}")
+
+
+def run_recipe(recipe: Recipe, data: Path, out: Path, extra: list[str], timeout: float) -> None:
+    """Trains a recipe once per seed with `--test-curve`, each into its `recipe_folder` under `out`."""
+    for seed in recipe.seeds:
+        arguments = [*recipe.flags, "--seed", str(seed), "--test-curve", "--no-plots", *extra]
+        bench.run_kit(recipe.kernel, data, arguments, f"{recipe.name} seed {seed}", out, timeout)
+
+
+def recipe_records(recipe: Recipe, out: Path) -> list[dict]:
+    """Returns the run records of a recipe's seeds under `out`, each with its run folder as `path`; [] if none."""
     records = []
     for seed in recipe.seeds:
-        label = f"{recipe.name} seed {seed}"
-        arguments = [*recipe.flags, "--seed", str(seed), "--test-curve", "--no-plots", *extra]
-        bench.run_kit(recipe.kernel, data, arguments, label, out, timeout)
-        [record_path] = (out / bench.slug(label)).glob(f"{recipe.kernel}-*.json")
-        record = json.loads(record_path.read_text())
-        record["path"] = str(record_path.with_suffix(""))
-        records.append(record)
+        for record_path in sorted(recipe_folder(out, recipe, seed).glob(f"{recipe.kernel}-*.json")):
+            record = json.loads(record_path.read_text())
+            record["path"] = str(record_path.with_suffix(""))
+            records.append(record)
     return records
 
 
@@ -279,10 +289,10 @@ def draw(curves: list[Curve], recipe_epoch: float, path: Path) -> None:
         y = [100 * accuracy for accuracy in curve.accuracies]
         style = {"reference": "--", "model": "-", "ensemble": "-"}[curve.kind]
         marker = "s" if curve.kind == "ensemble" else "o"
-        axes.plot(x, y, style, marker=marker, markersize=3, label=curve.label)
+        [line] = axes.plot(x, y, style, marker=marker, markersize=3, label=curve.label)
         if curve.spread:
             axes.fill_between(x, [100 * low for low, _ in curve.spread], [100 * high for _, high in curve.spread],
-                              alpha=0.15)
+                              color=line.get_color(), alpha=0.15)
     axes.set_xscale("log")
     lowest = min(100 * accuracy for curve in curves for accuracy in curve.accuracies)
     axes.set_ylim(max(lowest - 0.1, 97.0), 99.85)  # the frontier's end of the scale, where the targets are
@@ -310,52 +320,34 @@ def chosen_recipes(only: list[str], every: bool) -> list[Recipe]:
     return [recipe for recipe in RECIPES if every or not recipe.long]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="an mnist.npz whose test split has labels")
-    parser.add_argument("--out", default=str(REPO / "build" / "bench" / "frontier"))
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help=f"train only this recipe (repeatable): {', '.join(r.name for r in RECIPES)}")
-    parser.add_argument("--all", dest="every", action="store_true", help="also the long recipes (hours)")
-    parser.add_argument("--reference-dir", default=str(REFERENCE_DIR),
-                        help="where recipe_kernel.py and seed_kernel.py are (default: %(default)s)")
-    parser.add_argument("--reference-epochs", type=int, default=2,
-                        help="epochs each reference kernel runs; its fastest is the unit (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds per program (default: 6 hours)")
-    parser.add_argument("--results", default=str(REPO / "benchmarks" / "frontier.md"))
-    parser.add_argument("--picture", default=str(REPO / "benchmarks" / "frontier.png"))
-    args, extra = parser.parse_known_args(argv)
-    recipes = chosen_recipes(args.only, args.every)
-    started, clock, load_before = dt.datetime.now(dt.timezone.utc), time.perf_counter(), bench.load_text()
-    data, references = Path(args.data).resolve(), Path(args.reference_dir)
-    out = Path(args.out) / started.strftime("%Y%m%dT%H%M%SZ")  # each run its own folder: none reads another's
+def report(out: Path, data: Path, recipes: list[Recipe], reference_epochs: int) -> tuple[str, list[Curve], float]:
+    """Reads a run's folder (the reference logs, the recipes' records) and returns the report, its curves and the
+    recipe epoch's seconds."""
+    from src import npz  # here, not at the top: the reference kernels run while this process is still small
 
-    print("units: the reference kernels", flush=True)
-    recipe_curve, recipe_epoch = run_reference(
-        "recipe kernel (reference)", [sys.executable, str(references / "recipe_kernel.py"), str(data),
-                                      str(args.reference_epochs)], out / "logs", args.timeout)
-    seed_curve, seed_epoch = run_reference(
-        "seed kernel (reference)", [sys.executable, str(references / "seed_kernel.py"), str(data),
-                                    str(args.reference_epochs)], out / "logs", args.timeout)
+    (recipe_curve, recipe_epoch), (seed_curve, seed_epoch) = [
+        reference_curve(name, out / "logs" / f"{bench.slug(name)}.log") for name, _, _ in REFERENCES]
     units = {"recipe": recipe_epoch, "seed": SEED_KERNEL_EPOCHS * seed_epoch}
-
-    from src import npz  # here, not at the top: after the references, which run with this process still small
-
     labels = npz.read_npz(data, ("y_test",), what="the benchmark's mnist.npz",
                           fix="Pass --data an mnist.npz whose test split has labels.")["y_test"]
-    curves = [recipe_curve, seed_curve]
+    curves, scores = [recipe_curve, seed_curve], []
     for recipe in recipes:
-        print(f"recipe {recipe.name}: {recipe.kernel} {' '.join(recipe.flags)}, seeds {recipe.seeds}", flush=True)
-        curves += recipe_curves(recipe, run_recipe(recipe, data, out, extra, args.timeout), labels)
-
+        records = recipe_records(recipe, out)
+        if records:
+            curves += recipe_curves(recipe, records, labels)
+            scores += [f"`{recipe.name}` seed {record['config']['seed']}: " + (
+                f"CV {100 * record['cv_mean']:.2f}% ± {100 * record['cv_std']:.2f}, "
+                if record["config"]["folds"] > 1 and record.get("cv_mean") is not None else "no CV (one fold), ")
+                + f"test {100 * record['test_accuracy']:.2f}%, {record['seconds'] / 60:.1f} min wall"
+                for record in records]
     rows = [(target, *verdict(target, curves, units)) for target in TARGETS]
     met_word = {True: "met", False: "missed", None: "not measured"}
     lines = [
-        f"One recipe epoch = {recipe_epoch:.1f} s (the fastest of {args.reference_epochs} epochs of "
-        f"`recipe_kernel.py` on 45,000 images); the seed kernel's 12 epochs = 12 x {seed_epoch:.1f} s = "
-        f"{units['seed']:.0f} s. Recipes trained on `{data.name}`'s training split and tested on its "
-        f"{len(labels):,} test images; a time is the sum of the models' training epochs (each with its held-out "
-        "validation), without start-up or prediction. Test accuracies are for this report only.",
+        f"One recipe epoch = {recipe_epoch:.1f} s (the fastest of {reference_epochs} epochs of `recipe_kernel.py` "
+        f"on 45,000 images); the seed kernel's 12 epochs = 12 x {seed_epoch:.1f} s = {units['seed']:.0f} s. Recipes "
+        f"trained on `{data.name}`'s training split and tested on its {len(labels):,} test images; a time is the sum "
+        "of the models' training epochs (each with its held-out validation), without start-up or prediction. Test "
+        "accuracies are for this report only.",
         "",
         "| target | goal | measured | verdict |",
         "|---|---|---|---|",
@@ -367,11 +359,49 @@ def main(argv=None) -> int:
         "",
         *time_to_table(curves, recipe_epoch),
         "",
-        "Recipes: " + "; ".join(f"`{r.name}` = `{r.kernel} {' '.join(r.flags)}` seeds {list(r.seeds)}"
+        "Recipes: " + "; ".join(f"`{r.name}` = `{r.kernel} {' '.join(r.flags)}`, seeds {', '.join(map(str, r.seeds))}"
                                 for r in recipes) + ".",
-        f"Picture: `{Path(args.picture).name}`.",
+        "",
+        "Runs (CV is what choices are made on): " + "; ".join(scores) + ".",
     ]
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", curves, recipe_epoch
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="an mnist.npz whose test split has labels")
+    parser.add_argument("--out", default=str(REPO / "build" / "bench" / "frontier"),
+                        help="each run writes a folder named for its start under it (default: %(default)s)")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help=f"train only this recipe (repeatable): {', '.join(r.name for r in RECIPES)}")
+    parser.add_argument("--all", dest="every", action="store_true", help="also the long recipes (hours)")
+    parser.add_argument("--from", dest="run_dir", metavar="DIR",
+                        help="write the report and picture again from a finished run's folder; trains nothing")
+    parser.add_argument("--reference-dir", default=str(REFERENCE_DIR),
+                        help="where recipe_kernel.py and seed_kernel.py are (default: %(default)s)")
+    parser.add_argument("--reference-epochs", type=int, default=2,
+                        help="epochs each reference kernel runs; its fastest is the unit (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds per program (default: 6 hours)")
+    parser.add_argument("--results", default=str(REPO / "benchmarks" / "frontier.md"))
+    parser.add_argument("--picture", default=str(REPO / "benchmarks" / "frontier.png"))
+    args, extra = parser.parse_known_args(argv)
+    recipes = chosen_recipes(args.only, args.every)
+    started, clock, load_before = dt.datetime.now(dt.timezone.utc), time.perf_counter(), bench.load_text()
+    data, references = Path(args.data).resolve(), Path(args.reference_dir)
+    if args.run_dir:
+        out = Path(args.run_dir)
+    else:
+        out = Path(args.out) / started.strftime("%Y%m%dT%H%M%SZ")  # each run its own folder: none reads another's
+        print("units: the reference kernels", flush=True)
+        for name, script, more in REFERENCES:
+            command = [sys.executable, str(references / script), str(data), str(args.reference_epochs), *more]
+            bench.run_program(name, command, out / "logs" / f"{bench.slug(name)}.log", args.timeout)
+        for recipe in recipes:
+            print(f"recipe {recipe.name}: {recipe.kernel} {' '.join(recipe.flags)}, seeds {recipe.seeds}", flush=True)
+            run_recipe(recipe, data, out, extra, args.timeout)
+    text, curves, recipe_epoch = report(out, data, recipes, args.reference_epochs)
+    text += f"Run folder: `{out}`" + (" (this report was written again from it with `--from`)" if args.run_dir
+                                      else "") + f". Picture: `{Path(args.picture).name}`.\n"
     print(text)
     draw(curves, recipe_epoch, Path(args.picture))
     header = "\n".join(bench.provenance_lines(started, time.perf_counter() - clock, load_before))

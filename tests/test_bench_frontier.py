@@ -152,3 +152,11 @@ def test_bench_frontier_writes_the_report_and_picture_from_one_small_run(tmp_pat
     assert len(records) == 3
     history = json.loads(records[0].read_text())["folds"][0]["history"]
     assert len(history["test_accuracy"]) == len(history["epoch_seconds"]) == 1
+    # --from writes the same report again from the run's folder, training nothing.
+    [run_dir] = (tmp_path / "out").iterdir()
+    again = tmp_path / "again.md"
+    assert frontier.main(["--data", str(npz_path), "--from", str(run_dir), "--only", "mnist-fast", "--results",
+                          str(again), "--picture", str(tmp_path / "again.png")]) == 0
+    tables = [path.read_text().split("One recipe epoch", 1)[1].split("Run folder")[0] for path in (results, again)]
+    assert tables[0] == tables[1]
+    assert "written again from it with `--from`" in again.read_text()

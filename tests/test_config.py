@@ -33,6 +33,13 @@ def test_run_config_rejects_bad_values_naming_them(field, value, message):
         RunConfig(kernel="k", **{field: value})
 
 
+def test_run_config_test_curve_needs_the_fit_loop():
+    assert RunConfig(kernel="k", test_curve=True).test_curve
+    with pytest.raises(KitError, match="--test-curve measures each epoch with --loop fit; drop one. Received: "
+                                       "loop='custom'"):
+        RunConfig(kernel="k", test_curve=True, loop="custom")
+
+
 def test_run_config_fold_index_needs_k_folds_and_stays_inside_them():
     assert RunConfig(kernel="k", folds=3, fold_index=2).fold_index == 2
     with pytest.raises(KitError, match="fold_index needs folds of 2 or more"):
@@ -64,11 +71,12 @@ def test_every_field_has_a_role():
 def test_field_names_are_the_roles_of_the_fields():
     # Stated here on their own, as the kit has always treated them: what a run computes is its identity (resume),
     # make runs shows what differs, and fold kernels must agree on what they compute (not on where they wrote).
+    # --test-curve only adds what a report reads: it is where-and-how, like --quiet.
     assert set(config.field_names("identity", False)) == {"data", "out", "quiet", "verbose", "plots", "restore",
-                                                          "restart", "budget"}
+                                                          "restart", "budget", "test_curve"}
     assert set(config.field_names("shown", False)) == {"kernel", "model", "folds", "data", "out", "quiet",
-                                                       "verbose", "plots", "restart"}
+                                                       "verbose", "plots", "restart", "test_curve"}
     assert set(config.field_names("compared", False)) == {"data", "out", "quiet", "verbose", "plots", "restart",
-                                                          "fold_index"}
+                                                          "fold_index", "test_curve"}
     every = {item.name for item in dataclasses.fields(RunConfig)}
     assert set(config.field_names("identity")) == every - set(config.field_names("identity", False))

@@ -116,3 +116,30 @@ def test_fit_tells_the_epoch_listener_each_saved_epoch_and_stops_when_it_raises(
                             epoch_listener=lambda epoch, logs: heard.append((epoch, logs["val_accuracy"])))
     assert [epoch for epoch, _ in heard] == [0, 1]
     assert [accuracy for _, accuracy in heard] == pytest.approx(history["val_accuracy"])
+
+
+def test_fit_with_report_images_logs_their_accuracy_each_epoch_outside_the_epoch_clock():
+    import keras
+
+    from conftest import make_arrays
+    from src import layout, models, optimizers
+
+    (x, y), (x_test, y_test) = make_arrays(train_per_class=6)
+    keras.utils.set_random_seed(5)
+    model = optimizers.compile_model(models.build_model("fast_cnn", layout.input_shape("channels_last")), "adam", 3e-3)
+    plan = fitting.FitPlan(x, y, x[:20], y[:20], batch_size=16, epochs=2, seed=5, data_format="channels_last",
+                           x_report=x_test, y_report=y_test)
+    given, fit = [], model.fit
+
+    def fit_and_keep_callbacks(*args, **kwargs):
+        given.extend(kwargs["callbacks"])
+        return fit(*args, **kwargs)
+
+    model.fit = fit_and_keep_callbacks
+    history = fitting.fit_keras(model, plan)
+    assert len(history["test_accuracy"]) == len(history["epoch_seconds"]) == 2
+    predicted = model.predict(x_test[..., None].astype("float32") / 255, verbose=0).argmax(axis=1)
+    assert history["test_accuracy"][-1] == pytest.approx(np.mean(predicted == y_test))
+    # Keras calls callbacks in order: the clock stops before the test images are predicted.
+    kinds = [type(callback) for callback in given]
+    assert kinds.index(callbacks.EpochClock) < kinds.index(callbacks.ReportAccuracy)

@@ -6,7 +6,7 @@ import pytest
 
 from src import layout, models, optimizers
 from src.errors import KitError
-from src.models import classic, cost, strong
+from src.models import affine, classic, cost, strong
 
 CHANNELS_LAST = layout.input_shape("channels_last")
 
@@ -146,3 +146,67 @@ def test_strong_cnn_augmentation_rotates_10_degrees_zooms_and_shifts_10_percent(
     for coordinates in (columns, rows):
         shift = ((ink * coordinates).sum(axis=(1, 2)) / mass - 13.5) / size
         assert np.abs(shift).max() <= 0.105 and shift.min() < -0.08 and shift.max() > 0.08
+
+
+def digit_like_images(count: int, data_format: str = "channels_last") -> np.ndarray:
+    """Bars of ink on black, a different one in each image: strokes whose blur a resampling shows."""
+    images = np.zeros((count, 28, 28), dtype=np.float32)
+    for index in range(count):
+        images[index, 6 + index % 10: 9 + index % 10, 5:23] = 1.0
+        images[index, 5:23, 8 + index % 12: 10 + index % 12] = 1.0
+    return images[..., None] if data_format == "channels_last" else images[:, None]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_random_affine_with_no_range_is_the_identity_and_passes_images_through_outside_training(data_format):
+    images = digit_like_images(8, data_format)
+    still = affine.RandomAffine(rotation=0.0, zoom=0.0, shift=0.0, data_format=data_format, seed=1)
+    np.testing.assert_allclose(np.asarray(still(images, training=True)), images, atol=1e-6)
+    moving = affine.RandomAffine(data_format=data_format, seed=1)
+    np.testing.assert_array_equal(np.asarray(moving(images, training=False)), images)
+    assert not np.allclose(np.asarray(moving(images, training=True)), images)
+
+
+def test_random_affine_draws_within_its_ranges():
+    layer = affine.RandomAffine(rotation=10.0, zoom=0.1, shift=0.1, seed=3)
+    layer.build((None, 28, 28, 1))
+    a0, a1, a2, b0, b1, b2, c0, c1 = np.asarray(layer.transforms(2000)).T
+    angles = np.degrees(np.arctan2(b0, a0))
+    assert angles.min() < -9 and angles.max() > 9 and np.abs(angles).max() <= 10 + 1e-4
+    # Each axis's scale reads the input at 1 / (1 + zoom): within [1/1.1, 1/0.9], the two drawn apart.
+    scale_x, scale_y = np.hypot(a0, b0), np.hypot(a1, b1)
+    for scale in (scale_x, scale_y):
+        assert scale.min() >= 1 / 1.1 - 1e-5 and scale.max() <= 1 / 0.9 + 1e-5
+    assert abs(np.corrcoef(scale_x, scale_y)[0, 1]) < 0.1
+    # The centre moves by the shift alone: at most 10% of 28 pixels either way.
+    center = 13.5
+    shift_x = a0 * center + a1 * center + a2 - center
+    shift_y = b0 * center + b1 * center + b2 - center
+    assert np.abs(shift_x).max() <= 2.8 + 1e-4 and np.abs(shift_y).max() <= 2.8 + 1e-4
+    assert np.abs(shift_x).max() > 2.5
+    assert not c0.any() and not c1.any()
+
+
+def test_random_affine_resamples_once_and_blurs_less_than_three_layers():
+    images = digit_like_images(256)
+    once = np.asarray(affine.RandomAffine(seed=4)(images, training=True))
+    three_times = np.asarray(strong.build_augmentation(seed=4)(images, training=True))
+    # Interpolation spreads ink: the same ink in more, fainter pixels has a smaller sum of squares.
+    energy = {name: float(np.mean(array**2)) for name, array in
+              [("input", images), ("once", once), ("three", three_times)]}
+    assert energy["three"] < energy["once"] < energy["input"]
+
+
+def test_random_affine_is_seeded_and_saved_with_its_settings():
+    images = digit_like_images(4)
+    first = affine.RandomAffine(rotation=5.0, seed=7)
+    second = affine.RandomAffine.from_config(first.get_config())
+    assert (second.rotation, second.zoom, second.shift, second.seed) == (5.0, 0.1, 0.1, 7)
+    np.testing.assert_array_equal(np.asarray(first(images, training=True)), np.asarray(second(images, training=True)))
+
+
+def test_build_strong_cnn_affine_is_strong_cnn_with_one_resampling():
+    plain, resampled = strong.build_strong_cnn(), strong.build_strong_cnn_affine()
+    assert isinstance(resampled.layers[0], affine.RandomAffine)
+    assert [type(layer) for layer in plain.layers[1:]] == [type(layer) for layer in resampled.layers[1:]]
+    assert plain.count_params() == resampled.count_params()

@@ -13,6 +13,8 @@ leaks, not skill, and this kernel never does it.
 Budgets (`--budget`, default auto: gpu when a GPU is present):
     cpu: 4 folds x 30 epochs x 1 seed, for a laptop: 108 minutes on 2 cores for MNIST's 60,000 training images
          (benchmarks/recipe-results.md), so about 76 for the competition's 42,000 (scaled, not measured)
+    quick: 4 folds x 7 epochs x 1 seed of `strong_cnn_affine` (one resampling per image), Adam rising to 0.002
+         over a tenth of the steps, then a cosine to zero: a quarter of the cpu budget's time (benchmarks/frontier.md)
     gpu: 5 folds x 45 epochs x 3 seeds, for a Kaggle GPU kernel
 
     make train KERNEL=mnist-ensemble ARGS="--budget cpu --tta 4"    # here, on input/
@@ -57,7 +59,8 @@ with training.start_run(flags, dataset) as run:
             # strong_cnn (src/models/strong.py): its augmentation layers act in training only.
             model = models.build_model(flags.model, input_shape)
             if flags.optimizer == "adam":
-                # Adam at 0.001, falling by a constant factor each epoch to a tenth of it after the last.
+                # Adam on the budget's schedule: from 0.001 by a constant factor per epoch to a tenth of it after the
+                # last (cpu, gpu), or up over a tenth of the steps and down on a cosine (quick).
                 optimizer = keras.optimizers.Adam(learning_rate=fold.learning_rate)
             else:
                 optimizer = optimizers.build_optimizer(flags.optimizer, fold.learning_rate)

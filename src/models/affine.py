@@ -57,11 +57,12 @@ class RandomAffine(layers.Layer):
     def call(self, inputs, training=None):
         if not training:
             return inputs
-        transform = ops.cast(self.transforms(ops.shape(inputs)[0]), inputs.dtype)
-        return ops.image.affine_transform(
-            inputs, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0,
-            data_format=self.data_format,
+        # In float32 whatever the policy: the resampling kernel needs no bfloat16, and costs little.
+        resampled = ops.image.affine_transform(
+            ops.cast(inputs, "float32"), self.transforms(ops.shape(inputs)[0]), interpolation="bilinear",
+            fill_mode="constant", fill_value=0.0, data_format=self.data_format,
         )
+        return ops.cast(resampled, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
