@@ -2,10 +2,11 @@
 
 Trains `kernels/mnist-ensemble/` on MNIST's 60,000 training images only (never the test images), then predicts
 again from the saved fold models with test-time augmentation (`--restore RUN --tta N`, no retraining), and prints
-one table: each fold's single `strong_cnn`, the fold (x seed) ensemble, and the ensemble with TTA, against the
-issue's targets (single >= 99.55%, ensemble >= 99.70% with the CPU budget).
+one table: each fold's single model (`strong_cnn`; `strong_cnn_affine` for quick), the fold (x seed) ensemble, and
+the ensemble with TTA, against the issue's targets (single >= 99.55%, ensemble >= 99.70% with the CPU budget).
 
     make bench-recipe                                      # --budget cpu on ../shared/data/mnist.npz
+    make bench-recipe ARGS="--budget quick"                # the frontier's quick budget (benchmarks/frontier.md)
     make bench-recipe ARGS="--budget gpu --tta 8"
 """
 
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="an mnist.npz whose test split has labels")
     parser.add_argument("--out", default=str(REPO / "build" / "bench" / "recipe"))
-    parser.add_argument("--budget", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--budget", default="cpu", choices=("cpu", "quick", "gpu"))
     parser.add_argument("--tta", type=int, default=8, help="augmented copies per test image (default: %(default)s)")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "recipe-results.md"))
     args, extra = parser.parse_known_args(argv)
@@ -53,8 +54,8 @@ def main(argv=None) -> int:
     singles = [fold["test_accuracy"] for fold in trained["folds"]]
     config = trained["config"]
     rows = [
-        ("single strong_cnn (mean of folds)", sum(singles) / len(singles), "99.55%"),
-        ("single strong_cnn (best fold)", max(singles), ""),
+        (f"single {config['model']} (mean of folds)", sum(singles) / len(singles), "99.55%"),
+        (f"single {config['model']} (best fold)", max(singles), ""),
         (f"ensemble ({config['folds']} folds x {config['seeds']} seeds)", trained["test_accuracy"], "99.70%"),
         (f"ensemble + TTA x{args.tta}", with_tta["test_accuracy"], ""),
     ]

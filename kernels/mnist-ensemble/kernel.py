@@ -14,7 +14,7 @@ Budgets (`--budget`, default auto: gpu when a GPU is present):
     cpu: 4 folds x 30 epochs x 1 seed, for a laptop: 108 minutes on 2 cores for MNIST's 60,000 training images
          (benchmarks/recipe-results.md), so about 76 for the competition's 42,000 (scaled, not measured)
     quick: 4 folds x 7 epochs x 1 seed of `strong_cnn_affine` (one resampling per image), Adam rising to 0.002
-         over a tenth of the steps, then a cosine to zero: a quarter of the cpu budget's time (benchmarks/frontier.md)
+         over a tenth of the steps, then a cosine to zero: a fifth of the cpu budget's time (benchmarks/frontier.md)
     gpu: 5 folds x 45 epochs x 3 seeds, for a Kaggle GPU kernel
 
     make train KERNEL=mnist-ensemble ARGS="--budget cpu --tta 4"    # here, on input/
