@@ -4,10 +4,14 @@ Only entry points call these (the kernels through `src.flags.parse_flags`, and `
 itself only logs to `logging.getLogger(__name__)`.
 """
 
+import importlib.abc
+import importlib.machinery
 import logging
 import os
+import re
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 
@@ -38,6 +42,53 @@ def quiet_tensorflow(verbose: bool = False) -> None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     logging.getLogger("absl").setLevel(logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0" and "tensorflow" not in sys.modules and \
+            not any(isinstance(finder, _QuietImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+# What abseil prints before TensorFlow initialises its logging, which TF_CPP_MIN_LOG_LEVEL does not filter: on CPUs
+# where oneDNN is on by default (AVX-512, AMX), "oneDNN custom operations are on" after a line saying so.
+_START_UP_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\]")
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Loads `tensorflow`, once, with the process's stderr captured, and prints back all but abseil's start-up lines."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                self.loader.exec_module(module)
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                captured.seek(0)
+                for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                    if not _START_UP_NOISE.match(line):
+                        sys.stderr.write(line)
+                sys.stderr.flush()
 
 
 def configure_logging(stream=None) -> None:

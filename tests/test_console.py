@@ -50,6 +50,26 @@ def test_error_hook_makes_a_scripts_kit_error_one_line_and_status_2():
     assert bug.returncode == 1 and "Traceback" in bug.stderr and "ZeroDivisionError" in bug.stderr
 
 
+def test_quiet_tensorflow_drops_abseils_start_up_lines_and_keeps_the_rest(tmp_path):
+    # A stand-in `tensorflow` that writes to the process's stderr as the real one's C++ start-up does.
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text(textwrap.dedent("""
+        import os
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
+        os.write(2, b"I0000 00:00:1796228935.621441   19421 port.cc:153] oneDNN custom operations are on.\\n")
+        os.write(2, b"E0000 00:00:1796228935.621441   19421 port.cc:99] a real error\\n")
+        os.write(2, b"some warning of its own\\n")
+    """))
+    code = "from src import console; console.quiet_tensorflow(); import tensorflow; print('loaded')"
+    result = run_process(["-c", code], env={"TF_CPP_MIN_LOG_LEVEL": "", "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout == "loaded\n"
+    assert result.stderr.splitlines() == ["E0000 00:00:1796228935.621441   19421 port.cc:99] a real error",
+                                          "some warning of its own"]
+    verbose = run_process(["-c", code.replace("quiet_tensorflow()", "quiet_tensorflow(verbose=True)")],
+                          env={"PYTHONPATH": str(tmp_path)})
+    assert "oneDNN custom operations are on." in verbose.stderr
+
+
 def test_quiet_tensorflow_hides_its_start_up_lines():
     code = "from src import console; console.quiet_tensorflow(); import tensorflow as tf; tf.constant(1.0) + 1"
     result = run_process(["-c", code], env={"TF_CPP_MIN_LOG_LEVEL": ""})
