@@ -31,7 +31,9 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     """Hides TensorFlow's own log lines unless `verbose`; call it before TensorFlow loads.
 
     Its C++ start-up lines (oneDNN, CPU features, CUDA plugins on Kaggle's images) are filtered by
-    `TF_CPP_MIN_LOG_LEVEL`, which TensorFlow reads once when it loads. Its Python logger keeps errors only: what
+    `TF_CPP_MIN_LOG_LEVEL`, which TensorFlow reads once when it loads; the lines abseil prints before that (on CPUs
+    where oneDNN is on by default) are dropped by loading `tensorflow` with stderr captured (`_QuietImport`), so
+    every other line of its start-up still reaches the terminal. Its Python logger keeps errors only: what
     it warns of in a normal run is expected (a line per collective a strategy builds; "retracing" when each fold
     traces its new model's steps, once a fold), and absl's INFO lines (one per checkpoint save) are dropped.
     """
