@@ -135,6 +135,17 @@ def handle_termination() -> None:
         signal.signal(signal.SIGTERM, _terminate)
 
 
+def interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """Returns the Ctrl-C or SIGTERM that `error` was raised while handling, if any.
+
+    TensorFlow's tracing catches everything with a bare `except:` in places and raises a `TypeError` instead, so an
+    interruption that lands while a step is traced arrives as that error, with the interruption as its context.
+    """
+    while error is not None and not isinstance(error, KeyboardInterrupt):
+        error = error.__context__
+    return error
+
+
 def report(error: BaseException, interrupted: str = TRAINING_INTERRUPTED) -> int:
     """Prints the one line for a kit error or an interruption, and returns the exit status it calls for."""
     if isinstance(error, KeyboardInterrupt):
@@ -163,6 +174,10 @@ def run_main(function: Callable[..., object], *args, interrupted: str = TRAINING
         result = function(*args, **kwargs)
     except (KitError, KeyboardInterrupt) as error:
         return report(error, interrupted)
+    except Exception as error:
+        if (interrupt := interrupt_behind(error)) is None:
+            raise
+        return report(interrupt, interrupted)
     return result if isinstance(result, int) else 0
 
 
@@ -180,8 +195,10 @@ def install_error_hook() -> None:
     previous = sys.excepthook
 
     def hook(kind, error, traceback):
-        if issubclass(kind, (KitError, KeyboardInterrupt)):
+        if issubclass(kind, KitError):
             sys.exit(report(error))
+        if (interrupt := interrupt_behind(error)) is not None:
+            sys.exit(report(interrupt))
         previous(kind, error, traceback)
 
     sys.excepthook = hook

@@ -50,6 +50,20 @@ def test_error_hook_makes_a_scripts_kit_error_one_line_and_status_2():
     assert bug.returncode == 1 and "Traceback" in bug.stderr and "ZeroDivisionError" in bug.stderr
 
 
+def test_interrupt_behind_finds_a_ctrl_c_that_tracing_turned_into_a_type_error():
+    script = textwrap.dedent("""
+        from src import console
+        console.install_error_hook()
+        try:
+            raise console.Terminated()
+        except:  # as TensorFlow's trace_type_builder does
+            raise TypeError("Could not generate a generic TraceType for None.")
+    """)
+    result = run_process(["-c", script])
+    assert result.returncode == console.EXIT_TERMINATED and result.stderr == console.TRAINING_INTERRUPTED + "\n"
+    assert console.interrupt_behind(TypeError("a bug")) is None
+
+
 def test_quiet_tensorflow_drops_abseils_start_up_lines_and_keeps_the_rest(tmp_path):
     # A stand-in `tensorflow` that writes to the process's stderr as the real one's C++ start-up does.
     (tmp_path / "tensorflow").mkdir()
