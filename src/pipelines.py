@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from src import layout
+from src.errors import KitError
 from src.mnist import NUM_CLASSES
 
 
@@ -74,6 +75,7 @@ def epoch_batches(
     first_epoch: int = 0,
     one_hot: bool = True,
     drop_remainder: bool = False,
+    rows_per_epoch: int | None = None,
 ):
     """Builds the training batches of epochs `first_epoch .. epochs - 1`, one epoch after another.
 
@@ -93,23 +95,28 @@ def epoch_batches(
         one_hot: as in `make_pipeline`.
         drop_remainder: leave out each epoch's last, smaller batch, so that every batch has the same shape
             (as a TPU needs); the images left out differ from epoch to epoch.
+        rows_per_epoch: images per epoch, R <= N: the first R of the epoch's order, so that each epoch draws
+            a different R; None for all N (R = N).
 
     Returns:
-        A `tf.data.Dataset` of `(epochs - first_epoch) * ceil(N / batch_size)` batches (`floor` with
+        A `tf.data.Dataset` of `(epochs - first_epoch) * ceil(R / batch_size)` batches (`floor` with
         `drop_remainder`), as `make_pipeline` yields them.
     """
     images = tf.constant(x)
     labels = tf.constant(y)
     num_rows = len(x)
+    rows = num_rows if rows_per_epoch is None else rows_per_epoch
+    if not 0 < rows <= num_rows:
+        raise KitError(f"rows_per_epoch must be from 1 to the {num_rows} rows. Received: rows_per_epoch={rows}.")
 
     def one_epoch(epoch):
         # A stateless shuffle is a pure function of its seed: the same order in every process.
         order = tf.random.experimental.stateless_shuffle(
             tf.range(num_rows, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
         )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        return tf.data.Dataset.from_tensor_slices(order[:rows]).batch(batch_size, drop_remainder=drop_remainder)
 
-    batches_per_epoch = num_rows // batch_size if drop_remainder else math.ceil(num_rows / batch_size)
+    batches_per_epoch = rows // batch_size if drop_remainder else math.ceil(rows / batch_size)
     num_batches = max(epochs - first_epoch, 0) * batches_per_epoch
     dataset = (
         tf.data.Dataset.range(first_epoch, max(epochs, first_epoch))

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import make_arrays
 from src import layout, pipelines
+from src.errors import KitError
 
 LAYOUT = "channels_last"
 
@@ -58,3 +59,19 @@ def test_epoch_batches_drop_remainder_keeps_images_with_their_labels():
     for images, labels in batches:
         assert images.shape == (4, 1, 28, 28) and labels.shape == (4, 10)
         np.testing.assert_allclose(images.reshape(4, -1).max(axis=1) * 255, labels.argmax(axis=1), rtol=1e-5)
+
+
+def test_epoch_batches_rows_per_epoch_draws_a_different_share_of_the_rows_each_epoch():
+    x = np.arange(10, dtype=np.uint8).repeat(784).reshape(10, 28, 28)
+    y = np.arange(10, dtype=np.uint8)
+
+    batches = pipelines.epoch_batches(x, y, batch_size=4, data_format=LAYOUT, seed=3, epochs=3, one_hot=False,
+                                      rows_per_epoch=6)
+    labels = [batch.tolist() for _, batch in batches.as_numpy_iterator()]
+
+    assert [len(batch) for batch in labels] == [4, 2] * 3  # 6 images an epoch, as 2 steps
+    epochs = [sorted(labels[start] + labels[start + 1]) for start in (0, 2, 4)]
+    assert all(len(set(epoch)) == 6 for epoch in epochs)  # no image twice in an epoch
+    assert len({tuple(epoch) for epoch in epochs}) > 1  # and not the same 6 every epoch
+    with pytest.raises(KitError, match="Received: rows_per_epoch=11"):
+        pipelines.epoch_batches(x, y, batch_size=4, data_format=LAYOUT, seed=3, epochs=1, rows_per_epoch=11)
