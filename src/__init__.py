@@ -10,8 +10,8 @@ layers of the package, each importing only those below it (checked by `lint-impo
 | workflows | `prepare` (`make data`), `blend`, `collect`, `tune.*` (`make tune`: space, study, summary) |
 | Kaggle | `kaggle.*`: credentials, the CLI, metadata, bundles and notebooks, kernels, watching, the competition, |
 | | scores |
-| training | `training` (a run as a kernel tells it), `fitting`, `custom_loop`, `callbacks`, `restore`, |
-| | `prediction`, `distribute`, `trial_hooks` (what a search asks of its trials' runs) |
+| training | `training` (a run as a kernel tells it), `fitting`, `custom_loop`, `callbacks`, `pseudo_labels`, |
+| | `restore`, `prediction`, `distribute`, `trial_hooks` (what a search asks of its trials' runs) |
 | results | `finish`, `report`, `plots`, `runs_table`, `records`, `runs`, `results`, `folds`, `submission` |
 | models and data | `models` (the registry), `optimizers`, `data`, `leaks`, `loaders`, `validation`, `tfrecord`, |
 | | `pipelines`, `layout`, `sample` |

@@ -93,6 +93,9 @@ class RunConfig:
         test_curve: after every epoch, also measure the accuracy on the labelled test split, outside the
             epoch's timed seconds, into the fold's history as `test_accuracy` (`make bench-frontier` draws it).
             For reports only: nothing is chosen on it. With `--loop fit`.
+        pseudo_label: from half-way through each model's epochs, also learn from the unlabelled images (the
+            test images and the fold's held-out rows) it then gives a top probability of at least this, in
+            `[0, 1)`, labelled as it labels them (`src.pseudo_labels`); None for none. With `--loop fit`.
     """
 
     kernel: str = dataclasses.field(metadata={"role": "column"})
@@ -120,6 +123,7 @@ class RunConfig:
     strategy: str = _field("auto", "result")
     fold_index: int | None = _field(None, "fold")
     test_curve: bool = _field(False, "place")
+    pseudo_label: float | None = _field(None, "result")
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
@@ -135,6 +139,8 @@ class RunConfig:
         if self.test_curve and self.loop != "fit":
             raise KitError(f"--test-curve measures each epoch with --loop fit; drop one. Received: loop={self.loop!r}.")
         check_range("tta", self.tta, 0, 100)
+        if self.pseudo_label is not None:
+            self._check_pseudo_label()
         if self.fold_index is not None:
             if self.folds < 2:
                 raise KitError(f"fold_index needs folds of 2 or more (one fold of K); pass --folds K. "
@@ -150,6 +156,17 @@ class RunConfig:
             raise KitError(
                 f"learning_rate must be a number in (0, 100]. Received: learning_rate={self.learning_rate}."
             )
+
+    def _check_pseudo_label(self) -> None:
+        if isinstance(self.pseudo_label, bool) or not isinstance(self.pseudo_label, (int, float)) \
+                or not 0 <= self.pseudo_label < 1:
+            raise KitError(f"pseudo_label is the lowest confidence a pseudo-label needs, a number in [0, 1) such as "
+                           f"0.99. Received: pseudo_label={self.pseudo_label!r}.")
+        if self.loop != "fit":
+            raise KitError(f"--pseudo-label trains with --loop fit; drop one. Received: loop={self.loop!r}.")
+        if self.epochs < 2:
+            raise KitError(f"--pseudo-label learns from its labels in the second half of the epochs, so it needs 2 "
+                           f"epochs or more. Received: epochs={self.epochs}.")
 
     @property
     def effective_learning_rate(self) -> float:

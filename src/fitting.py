@@ -17,6 +17,7 @@ ends with.
 
 import logging
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from src import callbacks, pipelines
+from src import callbacks, pipelines, pseudo_labels
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class FitPlan:
         x_report: `uint8` images `(M, 28, 28)` whose accuracy is measured after every epoch, outside its timed
             seconds, as `test_accuracy` (`--test-curve`), or None.
         y_report: their labels `(M,)`, or None.
+        x_unlabelled: `uint8` images `(U, 28, 28)` without labels, for pseudo-labels, or None.
+        pseudo_label: in the second half of the epochs, learn also from the `x_unlabelled` images to which the
+            model gives a top probability of at least this at half-way (`src.pseudo_labels`); None for none.
     """
 
     x_train: np.ndarray
@@ -80,6 +84,8 @@ class FitPlan:
     epoch_listener: Callable[[int, dict[str, float]], None] | None = None
     x_report: np.ndarray | None = None
     y_report: np.ndarray | None = None
+    x_unlabelled: np.ndarray | None = None
+    pseudo_label: float | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -87,12 +93,20 @@ class FitPlan:
             return len(self.x_train) // self.batch_size
         return math.ceil(len(self.x_train) / self.batch_size)
 
-    def batches(self, first_epoch: int, one_hot: bool):
-        """Returns the training batches from `first_epoch` to the last epoch (see `pipelines.epoch_batches`)."""
+    def batches(self, first_epoch: int, one_hot: bool, last_epoch: int | None = None,
+                extra: tuple[np.ndarray, np.ndarray] | None = None):
+        """Returns the training batches of epochs `first_epoch` to `last_epoch` (the last epoch when None).
+
+        With `extra` images and labels (pseudo-labels), each epoch draws its `steps_per_epoch` batches from the
+        training rows and them together (see `pipelines.epoch_batches`).
+        """
+        x, y, rows_per_epoch = self.x_train, self.y_train, None
+        if extra is not None:
+            x, y, rows_per_epoch = np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]]), len(x)
         return pipelines.epoch_batches(
-            self.x_train, self.y_train, batch_size=self.batch_size, data_format=self.data_format,
-            seed=self.seed, epochs=self.epochs, first_epoch=first_epoch, one_hot=one_hot,
-            drop_remainder=self.drop_remainder,
+            x, y, batch_size=self.batch_size, data_format=self.data_format, seed=self.seed,
+            epochs=self.epochs if last_epoch is None else last_epoch, first_epoch=first_epoch, one_hot=one_hot,
+            drop_remainder=self.drop_remainder, rows_per_epoch=rows_per_epoch,
         )
 
     def validation(self, one_hot: bool):
@@ -103,8 +117,16 @@ class FitPlan:
                                        data_format=self.data_format, one_hot=one_hot)
 
 
+def verbosity(quiet: bool) -> int:
+    """Returns Keras' `verbose` for a fit: 0 with `--quiet`, a progress bar on a terminal, else a line per epoch."""
+    return 0 if quiet else 1 if sys.stdout.isatty() else 2
+
+
 def fit_keras(model: keras.Model, plan: FitPlan) -> dict[str, list[float]]:
     """Trains a compiled model with `model.fit`, resuming from the fold's backup when there is one.
+
+    With `plan.pseudo_label` it fits twice: the first half of the epochs on the training rows, the second on them
+    and the images labelled in between (`src.pseudo_labels`), at the same steps per epoch and on one schedule.
 
     Args:
         model: compiled with one-hot categorical cross-entropy.
@@ -115,6 +137,12 @@ def fit_keras(model: keras.Model, plan: FitPlan) -> dict[str, list[float]]:
         epochs included.
     """
     fit_callbacks: list[keras.callbacks.Callback] = [callbacks.EpochClock(), callbacks.EpochSeeds(plan.seed)]
+    labeller = None
+    if plan.pseudo_label is not None:
+        labeller = pseudo_labels.PseudoLabeller(
+            plan.x_unlabelled, plan.pseudo_label, pseudo_labels.start_epoch(plan.epochs), plan.data_format,
+            plan.fold_dir / pseudo_labels.FILE_NAME if plan.fold_dir is not None else None)
+        fit_callbacks.insert(0, labeller)  # before the clock, so that the epoch's seconds include the labelling
     if plan.x_report is not None:  # after the clock, so that its seconds stay the epoch's own
         report = pipelines.make_pipeline(plan.x_report, None, batch_size=EVALUATE_BATCH_SIZE,
                                          data_format=plan.data_format)
@@ -136,13 +164,28 @@ def fit_keras(model: keras.Model, plan: FitPlan) -> dict[str, list[float]]:
     if first_epoch:
         logger.info("resuming from the backup of epoch %d/%d in %s", first_epoch, plan.epochs, backup.backup_dir)
     model.run_eagerly = plan.eager
-    result = model.fit(
-        plan.batches(first_epoch, one_hot=True),
-        epochs=plan.epochs,
-        steps_per_epoch=plan.steps_per_epoch,
-        validation_data=plan.validation(one_hot=True),
-        callbacks=fit_callbacks,
-        shuffle=False,  # the batches come shuffled, in the order of their epoch
-        verbose=plan.verbose,
-    )
-    return backup.history if backup is not None else result.history
+    validation = plan.validation(one_hot=True)
+
+    def fit(batches, until_epoch: int) -> dict[str, list[float]]:
+        return model.fit(
+            batches,
+            initial_epoch=first_epoch,  # a backup, when there is one, restores the same epoch
+            epochs=until_epoch,
+            steps_per_epoch=plan.steps_per_epoch,
+            validation_data=validation,
+            callbacks=fit_callbacks,
+            shuffle=False,  # the batches come shuffled, in the order of their epoch
+            verbose=plan.verbose,
+        ).history
+
+    if labeller is None:
+        history = fit(plan.batches(first_epoch, one_hot=True), plan.epochs)
+    else:
+        # Two fits: the training rows alone, then with the images the model labelled at the end of the first.
+        history = {}
+        if first_epoch < labeller.epoch:
+            history = fit(plan.batches(first_epoch, one_hot=True, last_epoch=labeller.epoch), labeller.epoch)
+            first_epoch = labeller.epoch
+        more = fit(plan.batches(first_epoch, one_hot=True, extra=labeller.labelled_images()), plan.epochs)
+        history = {name: history.get(name, []) + values for name, values in more.items()}
+    return backup.history if backup is not None else history

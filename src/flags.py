@@ -91,6 +91,9 @@ def kernel_parser(kernel: str, description: str | None = None, **defaults) -> Ar
     parser.add_argument("--test-curve", action="store_true", default=base.test_curve,
                         help="also measure the labelled test split's accuracy after every epoch, untimed, for "
                         "reports (make bench-frontier); nothing is chosen on it")
+    parser.add_argument("--pseudo-label", metavar="P", type=float, default=base.pseudo_label,
+                        help="from half-way through each model's epochs, also learn from the test and held-out images "
+                        "it labels with a probability of at least P, e.g. 0.99 (default: none)")
     return parser
 
 

@@ -11,13 +11,12 @@
 
 Everything else a run needs happens below these lines: the run's folder and lock, resuming an unfinished run of
 the same command (`src.runs`), the stratified split (`src.folds`), seeds and precision, checkpoints and backups,
-TensorBoard, progress lines, `--seeds` models per fold, `--fold-index`, `--test-curve`, `--restore` (`fit` loads
-saved weights instead of training) and writing the outputs (`src.finish`).
+TensorBoard, progress lines, `--seeds` models per fold, `--fold-index`, `--test-curve`, `--pseudo-label`,
+`--restore` (`fit` loads saved weights instead of training) and writing the outputs (`src.finish`).
 """
 
 import logging
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -56,11 +55,6 @@ def start_run(flags: RunConfig, dataset: data.Dataset) -> "TrainingRun":
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def _verbosity(quiet: bool) -> int:
-    # A progress bar per batch is for terminals; logs get one line per epoch.
-    return 0 if quiet else 1 if sys.stdout.isatty() else 2
 
 
 class TrainingRun:
@@ -105,11 +99,12 @@ class TrainingRun:
         replicas = self.distribution.replicas
         batch = str(flags.batch_size) if replicas == 1 else \
             f"{flags.batch_size} per replica x {replicas} = {self.distribution.global_batch_size(flags.batch_size)}"
-        logger.info("run: %s (model %s, %s at %g, %s schedule, %d epochs, batch %s, %d fold%s%s, loop %s%s, %s)",
+        logger.info("run: %s (model %s, %s at %g, %s schedule, %d epochs, batch %s, %d fold%s%s, loop %s%s, %s%s)",
                     self.run.workdir, flags.model, flags.optimizer, flags.effective_learning_rate, flags.schedule,
                     flags.epochs, batch, flags.folds, "" if flags.folds == 1 else "s",
                     "" if flags.fold_index is None else f" (fold {flags.fold_index} only)", flags.loop,
-                    ", eager" if flags.eager else "", flags.effective_precision)
+                    ", eager" if flags.eager else "", flags.effective_precision,
+                    "" if flags.pseudo_label is None else f", pseudo-labels at >= {flags.pseudo_label:g}")
 
     def __enter__(self) -> "TrainingRun":
         return self
@@ -295,11 +290,16 @@ class Fold:
             data_format=run.data_format,
             fold_dir=folds.member_dir(workdir, self.index, self.seed_index, flags.seeds),
             logs_dir=folds.member_dir(run.logs_root / run.run.name, self.index, self.seed_index, flags.seeds),
-            eager=flags.eager, verbose=_verbosity(flags.quiet),
+            eager=flags.eager, verbose=fitting.verbosity(flags.quiet),
             strategy=None if distribution.kind == "none" else distribution.strategy,
             drop_remainder=distribution.fixed_shapes, epoch_listener=trial_hooks.epoch_listener(self),
             # --test-curve: the test split's accuracy after every epoch, for reports only.
             **({"x_report": dataset.x_test, "y_report": dataset.y_test} if report_test else {}),
+            # --pseudo-label's pool: the test images, then the held-out rows (unlabelled too), so that validation
+            # accuracy shows what the labels do to the images they label, as the test images get them.
+            x_unlabelled=None if flags.pseudo_label is None else np.concatenate(
+                [dataset.x_test, *([] if self.validation_indices is None else [validation[0]])]),
+            pseudo_label=flags.pseudo_label,
         )
         if plan.steps_per_epoch == 0:
             raise KitError(f"A step's batch ({flags.batch_size} per replica x {distribution.replicas} replicas) is "

@@ -199,8 +199,11 @@ def fake_run(monkeypatch):
 
 
 def train_fold(loop: str, epochs: int, fold_dir=None, logs_dir=None, model_name: str = "seed_cnn", eager=False,
-               train_step=None, epoch_listener=None):
-    """Trains one small fold with `loop` (`fit` or `custom`), as `training.Fold.fit` does; returns model, history."""
+               train_step=None, epoch_listener=None, **plan_options):
+    """Trains one small fold with `loop` (`fit` or `custom`), as `training.Fold.fit` does; returns model, history.
+
+    `plan_options` are more `fitting.FitPlan` fields, e.g. `pseudo_label=0.5`.
+    """
     import keras
 
     from src import custom_loop, fitting, layout, models, optimizers
@@ -210,7 +213,8 @@ def train_fold(loop: str, epochs: int, fold_dir=None, logs_dir=None, model_name:
     model = models.build_model(model_name, layout.input_shape("channels_last"))
     optimizers.compile_model(model, "adam", 1e-3)
     plan = fitting.FitPlan(x, y, x[:20], y[:20], batch_size=16, epochs=epochs, seed=5, data_format="channels_last",
-                           fold_dir=fold_dir, logs_dir=logs_dir, eager=eager, epoch_listener=epoch_listener)
+                           fold_dir=fold_dir, logs_dir=logs_dir, eager=eager, epoch_listener=epoch_listener,
+                           **plan_options)
     if loop == "fit":
         return model, fitting.fit_keras(model, plan)
     return model, custom_loop.fit_custom(model, plan, train_step or custom_loop.notes_train_step)

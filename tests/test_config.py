@@ -40,6 +40,20 @@ def test_run_config_test_curve_needs_the_fit_loop():
         RunConfig(kernel="k", test_curve=True, loop="custom")
 
 
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, True, "0.9"])
+def test_run_config_pseudo_label_is_a_confidence_below_one(value):
+    with pytest.raises(KitError, match=rf"a number in \[0, 1\) such as 0.99. Received: pseudo_label={value!r}"):
+        RunConfig(kernel="k", pseudo_label=value)
+
+
+def test_run_config_pseudo_label_needs_the_fit_loop_and_two_epochs():
+    assert RunConfig(kernel="k", pseudo_label=0.0).pseudo_label == 0.0
+    with pytest.raises(KitError, match="--pseudo-label trains with --loop fit; drop one. Received: loop='custom'"):
+        RunConfig(kernel="k", pseudo_label=0.99, loop="custom")
+    with pytest.raises(KitError, match="needs 2 epochs or more. Received: epochs=1"):
+        RunConfig(kernel="k", pseudo_label=0.99, epochs=1)
+
+
 def test_run_config_fold_index_needs_k_folds_and_stays_inside_them():
     assert RunConfig(kernel="k", folds=3, fold_index=2).fold_index == 2
     with pytest.raises(KitError, match="fold_index needs folds of 2 or more"):

@@ -143,3 +143,51 @@ def test_fit_with_report_images_logs_their_accuracy_each_epoch_outside_the_epoch
     # Keras calls callbacks in order: the clock stops before the test images are predicted.
     kinds = [type(callback) for callback in given]
     assert kinds.index(callbacks.EpochClock) < kinds.index(callbacks.ReportAccuracy)
+
+
+def test_fit_with_pseudo_labels_learns_from_the_labelled_test_images_in_its_second_half(tmp_path, monkeypatch):
+    from conftest import make_arrays
+    from src import pipelines, pseudo_labels
+
+    x_test = make_arrays(train_per_class=6)[1][0]
+    drawn, epoch_batches = [], pipelines.epoch_batches
+
+    def record_batches(x, y, **options):
+        drawn.append((len(x), options["first_epoch"], options["epochs"], options["rows_per_epoch"]))
+        if options["rows_per_epoch"] is not None:
+            np.testing.assert_array_equal(x[options["rows_per_epoch"]:], x_test)
+        return epoch_batches(x, y, **options)
+
+    monkeypatch.setattr(pipelines, "epoch_batches", record_batches)
+    _, history = train_fold("fit", epochs=4, fold_dir=tmp_path / "fold-0", model_name="mlp", x_unlabelled=x_test,
+                            pseudo_label=0.0)
+
+    # Epochs 0-1 on the 60 training rows; epochs 2-3 draw 60 images each from those rows and the 12 test images.
+    assert drawn == [(60, 0, 2, None), (72, 2, 4, 60)]
+    assert len(history["loss"]) == len(history["epoch_seconds"]) == 4
+    indices, labels = pseudo_labels.load(tmp_path / "fold-0" / pseudo_labels.FILE_NAME, 12, 0.0)
+    assert indices.tolist() == list(range(12)) and labels.shape == (12,)
+
+
+def test_fit_resumed_in_its_pseudo_labelled_half_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
+    from conftest import make_arrays
+
+    x_test = make_arrays(train_per_class=6)[1][0]
+    options = dict(model_name="mlp", x_unlabelled=x_test, pseudo_label=0.2)
+    uninterrupted, uninterrupted_history = train_fold("fit", epochs=4, **options)
+
+    original = callbacks.reseed_random_layers
+
+    def crash_in_epoch_four(model, seed, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt  # in the 4th epoch: the labels (made after the 2nd) and the 3rd are saved
+        original(model, seed, epoch)
+
+    monkeypatch.setattr(callbacks, "reseed_random_layers", crash_in_epoch_four)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold("fit", epochs=4, fold_dir=tmp_path / "fold-0", **options)
+    monkeypatch.setattr(callbacks, "reseed_random_layers", original)
+    resumed, resumed_history = train_fold("fit", epochs=4, fold_dir=tmp_path / "fold-0", **options)
+
+    assert_same_weights(uninterrupted, resumed)
+    assert without_timing(resumed_history) == without_timing(uninterrupted_history)

@@ -99,6 +99,24 @@ def test_run_records_epoch_seconds_and_fit_seconds(npz_path, tmp_path):
         assert fold["fit_seconds"] <= fold["seconds"]
 
 
+def test_run_with_pseudo_labels_has_each_fold_label_the_test_and_its_held_out_images_itself(npz_path, tmp_path, capsys):
+    from src import pseudo_labels
+
+    record = run_kernel("mnist-fast", ["--data", str(npz_path), "--out", str(tmp_path), "--epochs", "2",
+                                       "--batch-size", "16", "--folds", "2", "--pseudo-label", "0", "--quiet",
+                                       "--no-plots"])
+
+    assert record["config"]["pseudo_label"] == 0.0
+    for fold_index, fold in enumerate(record["folds"]):
+        labels = folds.fold_dir(tmp_path / record["run"], fold_index) / pseudo_labels.FILE_NAME
+        # At 0 every image is labelled: the 12 test images, then the fold's 30 held-out rows.
+        assert len(pseudo_labels.load(labels, num_images=12 + 30, threshold=0.0)[0]) == 42
+        assert len(fold["history"]["loss"]) == 2
+    output = capsys.readouterr()
+    assert "pseudo-labels at >= 0)" in output.out + output.err
+    assert (output.out + output.err).count("pseudo-labels: 42 of 42 unlabelled images at confidence >= 0 join") == 2
+
+
 def test_run_fold_index_trains_only_that_fold(npz_path, tmp_path):
     record = run_kernel("mnist-mlp", ["--data", str(npz_path), "--out", str(tmp_path), "--folds", "3",
                                       "--fold-index", "1", *TINY])

@@ -4,7 +4,9 @@
 learns from randomly rotated, zoomed and shifted digits, with Adam and a learning rate that decays by a constant
 factor each epoch, to a tenth of its start after the last (x0.95 per epoch over 45 epochs). Each of the K
 folds trains `--seeds` models; the submission averages every model's test probabilities, optionally over `--tta`
-augmented copies of each test image.
+augmented copies of each test image. With `--pseudo-label P`, each model learns in its second half from the test
+and held-out images it then labels with a probability of at least P too (never from their labels:
+src/pseudo_labels.py).
 
 Training uses only the training split. The competition's test images are MNIST images, so a model that learns
 from the MNIST test set (for example one that loads keras.datasets.mnist) has seen their labels: such scores are
@@ -65,7 +67,7 @@ with training.start_run(flags, dataset) as run:
             else:
                 optimizer = optimizers.build_optimizer(flags.optimizer, fold.learning_rate)
             model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-        fold.fit(model)
+        fold.fit(model)  # with --pseudo-label P, from half-way also on the unlabelled images it is sure of
         fold.evaluate(model)  # with --tta N, the mean over N augmented copies of each image
     # Every model's test probabilities averaged: over folds, seeds and (with --tta) augmented copies.
     record = run.finish(run.ensemble())
