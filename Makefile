@@ -30,7 +30,8 @@ PUSH_FLAGS = $(if $(ACCELERATOR),--accelerator $(ACCELERATOR)) $(if $(PUBLIC),--
 SUBMIT_FLAGS = $(if $(MESSAGE),--submit "$(MESSAGE)") $(if $(ALLOW_LEAK),--allow-leak)
 
 .PHONY: help setup data train runs tune tensorboard test test-fast lint bundle notebook push push-folds status \
-	watch output collect watch-folds submit scores bench bench-quick bench-accuracy bench-graph bench-recipe bench-frontier clean \
+	watch output collect watch-folds submit scores bench bench-quick bench-accuracy bench-graph bench-recipe bench-frontier \
+	bench-pseudo-labels clean \
 	check-kernel
 
 help: ## List the targets, in the order of a competitor's workflow.
@@ -123,6 +124,9 @@ bench-recipe: data ## Train the leaderboard recipe (--budget cpu) on MNIST's tra
 
 bench-frontier: data ## Time each recipe to test accuracy in recipe epochs: benchmarks/frontier.md and .png (ARGS="--only NAME").
 	$(PY) benchmarks/bench_frontier.py --data $(BENCH_DATA) --out $(BENCH_OUT)/frontier $(ARGS)
+
+bench-pseudo-labels: data ## Train mnist-fast and quick's fold 0 with and without --pseudo-label 0.99: CV and test (~50 min).
+	$(PY) benchmarks/bench_pseudo_labels.py --data $(BENCH_DATA) --out $(BENCH_OUT)/pseudo-labels $(ARGS)
 
 clean: ## Remove build outputs and caches (keeps .venv, input/ and submissions/).
 	rm -rf build .pytest_cache .hypothesis
