@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 import bench  # benchmarks/bench.py, beside this script: running programs, the lines every results file opens with
-from src import folds, loaders, pseudo_labels, records
+from src import console
+
+console.quiet_tensorflow()  # src.pseudo_labels loads Keras: TensorFlow's start-up lines stay out of the bench's output
+from src import folds, loaders, pseudo_labels, records  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
