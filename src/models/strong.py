@@ -5,7 +5,7 @@ from keras import layers
 
 from src import layout
 from src.mnist import NUM_CLASSES
-from src.models import affine
+from src.models import affine, batchnorm
 
 CHANNELS_LAST_SHAPE = layout.input_shape("channels_last")
 
@@ -69,21 +69,21 @@ def build_strong_cnn(
             keras.Input(shape=input_shape),
             build_augmentation(input_shape) if augmentation is None else augmentation,
             layers.Conv2D(32, 3, **conv),
-            layers.BatchNormalization(axis=axis),
+            batchnorm.FusedBatchNormalization(axis=axis),
             layers.Conv2D(32, 3, **conv),
-            layers.BatchNormalization(axis=axis),
+            batchnorm.FusedBatchNormalization(axis=axis),
             layers.Conv2D(32, 5, strides=2, padding="same", **conv),
-            layers.BatchNormalization(axis=axis),
+            batchnorm.FusedBatchNormalization(axis=axis),
             layers.Dropout(0.4),
             layers.Conv2D(64, 3, **conv),
-            layers.BatchNormalization(axis=axis),
+            batchnorm.FusedBatchNormalization(axis=axis),
             layers.Conv2D(64, 3, **conv),
-            layers.BatchNormalization(axis=axis),
+            batchnorm.FusedBatchNormalization(axis=axis),
             layers.Conv2D(64, 5, strides=2, padding="same", **conv),
-            layers.BatchNormalization(axis=axis),
+            batchnorm.FusedBatchNormalization(axis=axis),
             layers.Dropout(0.4),
             layers.Conv2D(128, 4, **conv),
-            layers.BatchNormalization(axis=axis),
+            batchnorm.FusedBatchNormalization(axis=axis),
             layers.Flatten(data_format=data_format),
             layers.Dropout(0.4),
             layers.Dense(num_classes, activation="softmax", dtype="float32"),
