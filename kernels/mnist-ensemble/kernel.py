@@ -36,7 +36,8 @@ from src import flags as kernel_flags
 BUDGETS = {
     "cpu": dict(folds=4, epochs=30, seeds=1),
     # One resampling per image, a warm-up then a cosine, a quarter of the epochs (benchmarks/frontier.md).
-    "quick": dict(folds=4, epochs=7, seeds=1, model="strong_cnn_affine", schedule="warmup_cosine", learning_rate=0.002),
+    "quick": dict(folds=4, epochs=12, seeds=1, model="strong_cnn_affine", schedule="warmup_cosine", learning_rate=0.002,
+                  precision="auto"),
     "gpu": dict(folds=5, epochs=45, seeds=3),
 }
 flags = kernel_flags.parse_flags(
