@@ -6,7 +6,7 @@ import pytest
 
 from src import layout, models, optimizers
 from src.errors import KitError
-from src.models import affine, classic, cost, strong
+from src.models import affine, batchnorm, classic, cost, strong
 
 CHANNELS_LAST = layout.input_shape("channels_last")
 
@@ -210,3 +210,61 @@ def test_build_strong_cnn_affine_is_strong_cnn_with_one_resampling():
     assert isinstance(resampled.layers[0], affine.RandomAffine)
     assert [type(layer) for layer in plain.layers[1:]] == [type(layer) for layer in resampled.layers[1:]]
     assert plain.count_params() == resampled.count_params()
+
+
+def paired_batch_normalizations(shape, axis):
+    """Keras' layer and the fused one, built alike with the same (non-trivial) weights."""
+    rng = np.random.default_rng(0)
+    keras_layer, fused = keras.layers.BatchNormalization(axis=axis), batchnorm.FusedBatchNormalization(axis=axis)
+    keras_layer.build(shape), fused.build(shape)
+    for theirs, ours in zip(keras_layer.weights, fused.weights):
+        value = np.asarray(theirs) + rng.normal(size=theirs.shape).astype("float32") * 0.3
+        theirs.assign(value), ours.assign(value)
+    return keras_layer, fused
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_fused_batch_normalization_trains_as_keras_batch_normalization(axis):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    images = tf.constant(rng.normal(1.0, 3.0, size=(8, 5, 6, 4)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=images.shape).astype("float32"))
+    results = []
+    for layer in paired_batch_normalizations(images.shape, axis):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = layer(images, training=True)
+            loss = tf.reduce_sum(outputs * upstream)
+        gradients = tape.gradient(loss, [images, layer.gamma, layer.beta])
+        results.append([outputs, *gradients, layer.moving_mean, layer.moving_variance])
+    names = ["outputs", "input gradient", "gamma gradient", "beta gradient", "moving mean", "moving variance"]
+    for name, theirs, ours in zip(names, *results):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_fused_batch_normalization_predicts_with_the_moving_statistics():
+    images = np.random.default_rng(2).normal(size=(4, 3, 3, 2)).astype("float32")
+    keras_layer, fused = paired_batch_normalizations(images.shape, -1)
+    np.testing.assert_allclose(np.asarray(fused(images)), np.asarray(keras_layer(images)), rtol=1e-6)
+    assert not np.allclose(np.asarray(fused(images)), np.asarray(fused(images, training=True)))
+
+
+def test_fused_batch_normalization_computes_in_bfloat16_and_keeps_float32_statistics():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    images = np.random.default_rng(3).normal(size=(8, 4, 4, 3)).astype("float32")
+    keras_layer, fused = paired_batch_normalizations(images.shape, -1)
+    ours, theirs = fused(images, training=True), keras_layer(images, training=True)
+    assert keras.backend.standardize_dtype(ours.dtype) == "bfloat16"
+    assert keras.backend.standardize_dtype(fused.moving_mean.dtype) == "float32"
+    np.testing.assert_allclose(np.asarray(ours, "float32"), np.asarray(theirs, "float32"), atol=0.05)
+
+
+def test_strong_cnn_normalizes_with_the_fused_layer_and_saves_it(tmp_path):
+    model = strong.build_strong_cnn_affine()
+    normalizations = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(normalizations) == 7
+    assert all(isinstance(layer, batchnorm.FusedBatchNormalization) for layer in normalizations)
+    model.save(tmp_path / "strong.keras")
+    loaded = keras.saving.load_model(tmp_path / "strong.keras")
+    assert sum(isinstance(layer, batchnorm.FusedBatchNormalization) for layer in loaded.layers) == 7
