@@ -27,7 +27,7 @@ from src import folds, loaders, pseudo_labels, records  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
-# name: (kernel, flags). mnist-fast: all 5 folds of its 4 epochs; quick: fold 0 of --budget quick's 4 x 7 epochs.
+# name: (kernel, flags). mnist-fast: all 5 folds of its 4 epochs; quick: fold 0 of --budget quick.
 COMPARISONS = {
     "mnist-fast": ("mnist-fast", ()),
     "quick fold 0": ("mnist-ensemble", ("--budget", "quick", "--fold-index", "0")),

@@ -15,8 +15,9 @@ leaks, not skill, and this kernel never does it.
 Budgets (`--budget`, default auto: gpu when a GPU is present):
     cpu: 4 folds x 30 epochs x 1 seed, for a laptop: 108 minutes on 2 cores for MNIST's 60,000 training images
          (benchmarks/recipe-results.md), so about 76 for the competition's 42,000 (scaled, not measured)
-    quick: 4 folds x 7 epochs x 1 seed of `strong_cnn_affine` (one resampling per image), Adam rising to 0.002
-         over a tenth of the steps, then a cosine to zero: a fifth of the cpu budget's time (benchmarks/frontier.md)
+    quick: 4 folds x 12 epochs x 1 seed of `strong_cnn_affine` (one resampling per image), Adam rising to 0.002
+         over a tenth of the steps, then a cosine to zero, in bfloat16 where the CPU computes it natively: the cpu
+         budget's 99.69% in a fifth of its time on an AMX CPU (24 recipe epochs: benchmarks/frontier.md)
     gpu: 5 folds x 45 epochs x 3 seeds, for a Kaggle GPU kernel
 
     make train KERNEL=mnist-ensemble ARGS="--budget cpu --tta 4"    # here, on input/
@@ -35,7 +36,7 @@ from src import flags as kernel_flags
 
 BUDGETS = {
     "cpu": dict(folds=4, epochs=30, seeds=1),
-    # One resampling per image, a warm-up then a cosine, a quarter of the epochs (benchmarks/frontier.md).
+    # One resampling per image, a warm-up then a cosine, 12 epochs in native bfloat16 (benchmarks/frontier.md).
     "quick": dict(folds=4, epochs=12, seeds=1, model="strong_cnn_affine", schedule="warmup_cosine", learning_rate=0.002,
                   precision="auto"),
     "gpu": dict(folds=5, epochs=45, seeds=3),
