@@ -10,7 +10,6 @@ per second over the rounds after the first (which also traces), with its ratio t
 """
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,8 @@ import keras  # noqa: E402
 
 from src import machine, npz, pipelines  # noqa: E402
 from src.models import batchnorm, build_model  # noqa: E402
+
+import precision  # noqa: E402  benchmarks/precision.py, beside this script: its per-round report
 
 MODEL, BATCH_SIZE = "strong_cnn_affine", 64
 CONFIGS = (("float32", "float32", False), ("float32", "float32", True),
@@ -70,11 +71,8 @@ def main(argv=None) -> int:
             started = time.perf_counter()
             model.fit(batches, epochs=1, verbose=0)
             rates[label].append(images / (time.perf_counter() - started))
-    baseline = statistics.median(rates["float32, Keras BatchNorm"][1:])
-    for label, measured in rates.items():
-        median = statistics.median(measured[1:])
-        print(f"{MODEL} (batch {BATCH_SIZE}) {label}: {median:,.0f} images/s ({median / baseline:.2f}x); "
-              f"rounds: {', '.join(f'{rate:,.0f}' for rate in measured)}", flush=True)
+    for line in precision.rate_lines(f"{MODEL} (batch {BATCH_SIZE})", rates, "float32, Keras BatchNorm"):
+        print(line, flush=True)
     return 0
 
 

@@ -56,12 +56,21 @@ def main(path: str) -> int:
                     del models[label], rates[label]
                     continue
                 rates[label].append(images / (time.perf_counter() - started))
-        baseline = statistics.median(rates["float32"][1:])
-        for label, measured in rates.items():
-            median = statistics.median(measured[1:])
-            print(f"{name} (batch {batch_size}) {label}: {median:,.0f} images/s ({median / baseline:.2f}x float32); "
-                  f"rounds: {', '.join(f'{rate:,.0f}' for rate in measured)}", flush=True)
+        for line in rate_lines(f"{name} (batch {batch_size})", rates, "float32", versus=" float32"):
+            print(line, flush=True)
     return 0
+
+
+def rate_lines(prefix: str, rates: dict[str, list[float]], baseline: str, versus: str = "") -> list[str]:
+    """Returns a line per configuration: its median images/s over the rounds after the first (which also traces),
+    its ratio to the `baseline` configuration's (`versus` follows the "x"), and every round's rate."""
+    reference = statistics.median(rates[baseline][1:])
+    lines = []
+    for label, measured in rates.items():
+        median = statistics.median(measured[1:])
+        lines.append(f"{prefix} {label}: {median:,.0f} images/s ({median / reference:.2f}x{versus}); "
+                     f"rounds: {', '.join(f'{rate:,.0f}' for rate in measured)}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Tests of benchmarks/batchnorm.py: Keras' layer swapped in for the fused one, and a row per configuration."""
 
 import importlib.util
+import sys
 
 import keras
 import pytest
@@ -9,6 +10,7 @@ from src import paths
 from src.models import batchnorm as fused_batchnorm
 from src.models import strong
 
+sys.path.insert(0, str(paths.REPO_ROOT / "benchmarks"))  # batchnorm.py imports precision, its neighbour
 spec = importlib.util.spec_from_file_location("batchnorm_bench", paths.REPO_ROOT / "benchmarks" / "batchnorm.py")
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
