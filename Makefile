@@ -119,7 +119,7 @@ bench-accuracy: data ## Train the seed recipe (--folds 1, 12 epochs) on the full
 bench-graph: setup ## Benchmark the custom training step eager vs tf.function (mlp, seed_cnn); flags in ARGS.
 	$(PY) benchmarks/bench_graph.py $(ARGS)
 
-bench-recipe: data ## Train the leaderboard recipe (--budget cpu) on MNIST's training split; test it with and without TTA.
+bench-recipe: data ## Train the leaderboard recipe (--budget quick) on MNIST's training split; test it with and without TTA.
 	$(PY) benchmarks/bench_recipe.py --data $(BENCH_DATA) --out $(BENCH_OUT)/recipe $(ARGS)
 
 bench-frontier: data ## Time each recipe to test accuracy in recipe epochs: benchmarks/frontier.md and .png (ARGS="--only NAME").

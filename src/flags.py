@@ -102,13 +102,14 @@ def _given(argv: Sequence[str], flag: str) -> bool:
     return any(argument == flag or argument.startswith(f"{flag}=") for argument in argv)
 
 
-def _budget(argv: Sequence[str], kernel: str, budgets: dict[str, dict]) -> str:
-    """Returns the budget `--budget` names: `auto` is `gpu` when a GPU is present and the kernel has that budget."""
+def _budget(argv: Sequence[str], kernel: str, budgets: dict[str, dict], cpu_budget: str) -> str:
+    """Returns the budget `--budget` names: `auto` is `gpu` when a GPU is present and the kernel has that budget,
+    else `cpu_budget`."""
     early = ArgumentParser(prog=f"kernels/{kernel}/kernel.py", add_help=False)
     early.add_argument("--budget", choices=(*budgets, "auto"), default="auto")
     budget = early.parse_known_args(argv)[0].budget
     if budget == "auto":
-        budget = "gpu" if "gpu" in budgets and machine.gpu_present() else "cpu"
+        budget = "gpu" if "gpu" in budgets and machine.gpu_present() else cpu_budget
     return budget
 
 
@@ -118,6 +119,7 @@ def parse_flags(
     *,
     argv: Sequence[str] | None = None,
     budgets: dict[str, dict] | None = None,
+    cpu_budget: str = "cpu",
     **defaults,
 ) -> config.RunConfig:
     """Parses a kernel's flags into a checked `RunConfig`, and gets the process ready to train.
@@ -128,7 +130,8 @@ def parse_flags(
         argv: the flags; None reads `sys.argv`.
         budgets: a recipe kernel's named sets of defaults (e.g. `{"cpu": {...}, "gpu": {...}}`), chosen with
             `--budget NAME` (default `auto`: `gpu` when a GPU is present and the kernel has that budget, else
-            `cpu`); flags given explicitly still win.
+            `cpu_budget`); flags given explicitly still win.
+        cpu_budget: the budget `auto` picks where no GPU is present.
         **defaults: the kernel's defaults, overriding `RunConfig`'s, e.g. `folds=5`. A default `learning_rate`
             goes with the default `optimizer`: `--optimizer` alone takes that optimizer's own default rate.
 
@@ -136,7 +139,8 @@ def parse_flags(
         The configuration. Under `--restore` without `--model`, `model` is the one the restored run trained.
 
     Raises:
-        KitError: a flag is unknown or out of range (also printed as one line when the kernel is run as a script).
+        KitError: a flag is unknown or out of range (also printed as one line when the kernel is run as a script),
+            or `cpu_budget` is not one of `budgets`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     console.quiet_tensorflow(verbose="--verbose" in argv)
@@ -144,14 +148,18 @@ def parse_flags(
     console.install_error_hook()
     budget = None
     if budgets:
-        budget = _budget(argv, kernel, budgets)
+        if cpu_budget not in budgets:
+            raise KitError(f"cpu_budget must be one of the budgets {', '.join(budgets)}. "
+                           f"Received: cpu_budget={cpu_budget!r}")
+        budget = _budget(argv, kernel, budgets, cpu_budget)
         defaults = {**defaults, **budgets[budget], "budget": budget}
     parser = kernel_parser(kernel, description.strip().splitlines()[0] if description else None, **defaults)
     if budgets:
         parser.add_argument("--budget", metavar="NAME", choices=(*budgets, "auto"), default="auto",
                             help="a named set of defaults: " + "; ".join(
                                 f"{name}: " + ", ".join(f"{key}={value}" for key, value in values.items())
-                                for name, values in budgets.items()) + " (default: auto, gpu when one is present)")
+                                for name, values in budgets.items())
+                            + f" (default: auto, gpu when one is present, else {cpu_budget})")
     values = {name.replace("-", "_"): value for name, value in vars(parser.parse_args(argv)).items()}
     values["budget"] = budget
     if "learning_rate" in defaults and _given(argv, "--optimizer") and not _given(argv, "--learning-rate"):

@@ -57,6 +57,21 @@ def test_parse_flags_applies_a_budget_and_explicit_flags_win(monkeypatch):
     assert flags.parse_flags("k", argv=[], budgets=budgets).budget == "gpu"
 
 
+def test_parse_flags_auto_picks_the_cpu_budget_the_kernel_names(monkeypatch):
+    budgets = {"cpu": dict(epochs=30), "quick": dict(epochs=12), "gpu": dict(epochs=45)}
+    monkeypatch.setattr(machine, "gpu_present", lambda: False)
+    chosen = flags.parse_flags("k", argv=[], budgets=budgets, cpu_budget="quick")
+    assert (chosen.budget, chosen.epochs) == ("quick", 12)
+    assert flags.parse_flags("k", argv=["--budget", "cpu"], budgets=budgets, cpu_budget="quick").epochs == 30
+    monkeypatch.setattr(machine, "gpu_present", lambda: True)
+    assert flags.parse_flags("k", argv=[], budgets=budgets, cpu_budget="quick").budget == "gpu"
+
+
+def test_parse_flags_rejects_a_cpu_budget_it_does_not_have():
+    with pytest.raises(KitError, match="Received: cpu_budget='fast'"):
+        flags.parse_flags("k", argv=[], budgets={"cpu": dict(epochs=30)}, cpu_budget="fast")
+
+
 def test_parse_flags_restore_takes_the_model_of_the_restored_run(tmp_path):
     run = runs.start_run("t", tmp_path, identity=runs.run_identity(RunConfig(kernel="t", model="mlp"), "0" * 64))
     runs.mark_finished(run)
@@ -101,10 +116,10 @@ def kernel_parse_flags_call(kernel: str) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("budget, gpu, chosen, expected", [
     # What README.md's --budget row and the kernel's docstring promise: cpu 4 folds x 30 epochs x 1 seed,
-    # gpu 5 x 45 x 3 seeds; auto is gpu where a GPU is present.
+    # gpu 5 x 45 x 3 seeds; auto is gpu where a GPU is present, else quick.
     ("cpu", True, "cpu", (4, 30, 1)),
     ("gpu", False, "gpu", (5, 45, 3)),
-    ("auto", False, "cpu", (4, 30, 1)),
+    ("auto", False, "quick", None),  # quick's folds, epochs and seeds: the README test below checks them
     ("auto", True, "gpu", (5, 45, 3)),
 ])
 def test_mnist_ensemble_budgets_give_what_the_readme_promises(monkeypatch, budget, gpu, chosen, expected):
@@ -113,10 +128,12 @@ def test_mnist_ensemble_budgets_give_what_the_readme_promises(monkeypatch, budge
 
     parsed = flags.parse_flags("mnist-ensemble", argv=["--budget", budget], budgets=budgets, **defaults)
 
+    expected = expected or tuple(budgets[chosen][key] for key in ("folds", "epochs", "seeds"))
     assert (parsed.folds, parsed.epochs, parsed.seeds) == expected
     assert parsed.budget == chosen
-    assert (parsed.model, parsed.optimizer, parsed.schedule, parsed.batch_size) == \
-        ("strong_cnn", "adam", "exponential", 64)
+    assert (parsed.model, parsed.optimizer, parsed.schedule, parsed.batch_size) == (
+        ("strong_cnn_affine", "adam", "warmup_cosine", 64) if chosen == "quick"
+        else ("strong_cnn", "adam", "exponential", 64))
     # An explicit flag still wins over the budget.
     assert flags.parse_flags("mnist-ensemble", argv=["--budget", budget, "--folds", "2"], budgets=budgets,
                              **defaults).folds == 2
@@ -126,9 +143,13 @@ def test_mnist_ensemble_budgets_are_the_ones_readme_and_docstring_state():
     budgets, _ = kernel_parse_flags_call("mnist-ensemble")
     readme = (paths.REPO_ROOT / "README.md").read_text()
     [row] = [line for line in readme.splitlines() if line.startswith("| `--budget NAME`")]
-    cpu, gpu = budgets["cpu"], budgets["gpu"]
+    cpu, quick, gpu = budgets["cpu"], budgets["quick"], budgets["gpu"]
     assert f"`cpu` ({cpu['folds']} folds x {cpu['epochs']} epochs)" in row and cpu["seeds"] == 1
+    assert f"`quick` ({quick['folds']} x {quick['epochs']}," in row and quick["seeds"] == 1
     assert f"`gpu` ({gpu['folds']} x {gpu['epochs']} x {gpu['seeds']} seeds)" in row
+    assert "`auto` picks `gpu` where one is present, else `quick`" in row
     docstring = ast.get_docstring(ast.parse(kernel_script("mnist-ensemble").read_text()))
     assert f"cpu: {cpu['folds']} folds x {cpu['epochs']} epochs x {cpu['seeds']} seed" in docstring
+    assert f"quick: {quick['folds']} folds x {quick['epochs']} epochs x {quick['seeds']} seed" in docstring
     assert f"gpu: {gpu['folds']} folds x {gpu['epochs']} epochs x {gpu['seeds']} seeds" in docstring
+    assert "default auto: gpu when a GPU is present, else quick" in docstring

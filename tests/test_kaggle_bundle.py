@@ -109,7 +109,7 @@ def test_bundle_is_the_kernels_own_source_with_a_two_line_stub_and_the_payload_a
     assert _in_order(source_lines[:38], lines[:40])
     story = [line for line in source_lines[:38] if any(step in line for step in STORY)]
     assert all(line in lines[:40] for line in story)
-    if kernel != "mnist-ensemble":  # its budgets table comes first: its flags start on line 42 (44 here)
+    if kernel != "mnist-ensemble":  # its budgets table comes first: its flags start below the first screen
         assert any("parse_flags(" in line for line in story), story
 
 
