@@ -88,10 +88,21 @@ def test_verdict_says_how_far_a_missed_target_is_and_what_was_not_measured():
     assert frontier.verdict(target, only_models, UNITS) == ("not measured in this run", None)
 
 
-def test_verdict_of_best_within_takes_the_best_point_inside_the_limit():
+def test_verdict_of_best_within_takes_the_best_finished_ensemble_inside_the_limit():
     target = frontier.Target("t", "ensemble", "recipe", 130.0, 0.9975, best_within=True)
-    curve = frontier.Curve("e: ensemble", [5000.0, 13000.0, 14000.0], [0.9970, 0.9976, 0.9990], kind="ensemble")
-    assert frontier.verdict(target, [curve], UNITS) == ("99.76% (e: ensemble)", True)
+    inside = frontier.Curve("e: ensemble", [5000.0, 12000.0], [0.9978, 0.9976], kind="ensemble")
+    beyond = frontier.Curve("f: ensemble", [5000.0, 14000.0], [0.9970, 0.9990], kind="ensemble")
+    assert frontier.verdict(target, [inside, beyond], UNITS) == ("99.76% (e: ensemble)", True)
+    assert frontier.verdict(target, [beyond], UNITS) == ("no ensemble finished within 130 recipe epochs", False)
+
+
+def test_verdict_of_an_ensemble_time_target_waits_for_all_its_models():
+    target = frontier.Target("t", "ensemble", "recipe", 0.997, 30.0)
+    curve = frontier.Curve("e: ensemble", [1000.0, 2000.0, 2500.0], [0.9960, 0.9975, 0.9971], kind="ensemble")
+    assert frontier.verdict(target, [curve], UNITS) == ("25.0 recipe epochs (e: ensemble)", True)
+    dipped = frontier.Curve("e: ensemble", [1000.0, 2000.0], [0.9975, 0.9968], kind="ensemble")
+    assert frontier.verdict(target, [dipped], UNITS) == (
+        "not reached: best 99.68% (e: ensemble, in 20.0 recipe epochs)", False)
 
 
 def test_verdict_of_the_seed_share_target_looks_only_at_its_recipes():
