@@ -250,12 +250,13 @@ def verdict(target: Target, curves: list[Curve], units: dict[str, float]) -> tup
         # Only a finished ensemble counts: the best of its first-k-model points would be a choice made on test.
         candidates = [curve.finished() for curve in candidates]
     if target.best_within:
-        found = [(curve.best_within(target.threshold * unit), curve.label) for curve in candidates]
-        found = [(accuracy, label) for accuracy, label in found if accuracy is not None]
+        found = [(curve.best_within(target.threshold * unit), -curve.seconds[-1], curve.label) for curve in candidates]
+        found = [entry for entry in found if entry[0] is not None]
         if not found:
             return f"no ensemble finished within {target.threshold:g} recipe epochs", False
-        accuracy, label = max(found)
-        return f"{100 * accuracy:.2f}% ({label})", accuracy >= target.goal - 1e-9
+        accuracy, minus_seconds, label = max(found)  # of equal accuracies, the one that finished first
+        return (f"{100 * accuracy:.2f}% ({label}, finished in {in_units(-minus_seconds / unit, target.unit)})",
+                accuracy >= target.goal - 1e-9)
     found = [(curve.time_to(target.threshold), curve.label) for curve in candidates]
     reached = [(seconds / unit, label) for seconds, label in found if seconds is not None]
     if not reached:
@@ -280,7 +281,9 @@ def time_to_table(curves: list[Curve], recipe_epoch: float) -> list[str]:
         for threshold in THRESHOLDS:
             seconds = curve.time_to(threshold)
             cells.append("" if seconds is None else f"{seconds:.0f} s = {seconds / recipe_epoch:.1f}")
-        lines.append(f"| {curve.label} | {100 * curve.accuracies[-1]:.2f}% | " + " | ".join(cells) + " |")
+        seconds = curve.seconds[-1]
+        final = f"{100 * curve.accuracies[-1]:.2f}% at {seconds:.0f} s = {seconds / recipe_epoch:.1f}"
+        lines.append(f"| {curve.label} | {final} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -363,7 +366,7 @@ def report(out: Path, data: Path, recipes: list[Recipe], reference_epochs: int) 
           f"{f'{100 * target.goal:.2f}%' if target.best_within else f'{target.goal:g}'} | {figure} | "
           f"{met_word[met]} |" for target, figure, met in rows],
         "",
-        "Time to each test accuracy (seconds = recipe epochs); `final` is the last point's accuracy:",
+        "Time to each test accuracy (seconds = recipe epochs); `final` is the last point's accuracy and time:",
         "",
         *time_to_table(curves, recipe_epoch),
         "",

@@ -92,7 +92,10 @@ def test_verdict_of_best_within_takes_the_best_finished_ensemble_inside_the_limi
     target = frontier.Target("t", "ensemble", "recipe", 130.0, 0.9975, best_within=True)
     inside = frontier.Curve("e: ensemble", [5000.0, 12000.0], [0.9978, 0.9976], kind="ensemble")
     beyond = frontier.Curve("f: ensemble", [5000.0, 14000.0], [0.9970, 0.9990], kind="ensemble")
-    assert frontier.verdict(target, [inside, beyond], UNITS) == ("99.76% (e: ensemble)", True)
+    assert frontier.verdict(target, [inside, beyond], UNITS) == (
+        "99.76% (e: ensemble, finished in 120.0 recipe epochs)", True)
+    slower = frontier.Curve("g: ensemble", [5000.0, 12500.0], [0.9970, 0.9976], kind="ensemble")
+    assert frontier.verdict(target, [slower, inside], UNITS)[0].startswith("99.76% (e: ensemble")  # the quicker
     assert frontier.verdict(target, [beyond], UNITS) == ("no ensemble finished within 130 recipe epochs", False)
 
 
@@ -115,7 +118,7 @@ def test_verdict_of_the_seed_share_target_looks_only_at_its_recipes():
 def test_time_to_table_has_a_cell_per_threshold_reached():
     lines = frontier.time_to_table([frontier.Curve("c", [100.0, 250.0], [0.991, 0.996])], 100.0)
     assert lines[0].startswith("| curve | final | 99% | 99.2% |")
-    assert lines[2] == "| c | 99.60% | 100 s = 1.0 | 250 s = 2.5 | 250 s = 2.5 | 250 s = 2.5 |  |  |"
+    assert lines[2] == "| c | 99.60% at 250 s = 2.5 | 100 s = 1.0 | 250 s = 2.5 | 250 s = 2.5 | 250 s = 2.5 |  |  |"
 
 
 def test_chosen_recipes_default_skips_the_long_ones_and_only_picks_by_name():
