@@ -61,6 +61,8 @@ class Recipe:
     long: bool = False
 
 
+PROVENANCE_FILE = "provenance.md"  # in a run's folder: the header `--from` writes again above its report
+
 RECIPES = (
     Recipe("mnist-fast", "mnist-fast", ("--folds", "1"), seeds=(0, 1, 2)),
     Recipe("quick", "mnist-ensemble", ("--budget", "quick"), ensemble=True),
@@ -416,6 +418,12 @@ def main(argv=None) -> int:
     print(text)
     draw(curves, recipe_epoch, Path(args.picture))
     header = "\n".join(bench.provenance_lines(started, time.perf_counter() - clock, load_before))
+    kept = out / PROVENANCE_FILE
+    if args.run_dir and kept.is_file():
+        # The run's own date, command, machine and commit, then this rewrite's: the figures are the run's.
+        header = kept.read_text().rstrip("\n") + "\n\nWritten again with `--from`:\n\n" + header
+    elif not args.run_dir:
+        kept.write_text(header + "\n")
     Path(args.results).write_text(f"# bench-frontier\n\n{header}\n\n{text}")
     return 0
 

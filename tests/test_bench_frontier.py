@@ -174,3 +174,6 @@ def test_bench_frontier_writes_the_report_and_picture_from_one_small_run(tmp_pat
     tables = [path.read_text().split("One recipe epoch", 1)[1].split("Run folder")[0] for path in (results, again)]
     assert tables[0] == tables[1]
     assert "written again from it with `--from`" in again.read_text()
+    # Its header keeps the run's own provenance (how long it trained), then the rewrite's.
+    run_header, rewrite = again.read_text().split("Written again with `--from`:", 1)
+    assert results.read_text().split("\n\n")[1] in run_header and "- date:" in rewrite
