@@ -171,6 +171,24 @@ def run_kit(kernel: str, data: Path, flags: list[str], label: str, out_dir: Path
     return measured
 
 
+def run_kernel_here(kernel: str, kernel_argv: list[str], lever: str) -> None:
+    """Runs `kernels/<kernel>/kernel.py` in this process with `kernel_argv`, as `python kernel.py ...` would.
+
+    For the benchmarks that patch a lever into Keras first (label smoothing, weight EMA): the kernel stays as it is.
+
+    Args:
+        kernel: the kernel's folder name, such as "mnist-fast".
+        kernel_argv: its flags.
+        lever: what was patched in, for the first line the run prints.
+    """
+    import runpy
+
+    script = KERNELS / kernel / "kernel.py"
+    sys.argv = [str(script), *kernel_argv]
+    print(f"{lever}: {script.relative_to(REPO_ROOT)} {' '.join(kernel_argv)}", flush=True)
+    runpy.run_path(str(script), run_name="__main__")
+
+
 def epoch_list(measured: Measured) -> str:
     return ", ".join(f"{seconds:.1f}" for seconds in measured.epoch_seconds)
 

@@ -11,15 +11,13 @@ becomes one only if it helps on CV (benchmarks/README.md lists what it gave).
 """
 
 import argparse
-import runpy
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a clone without `pip install -e .`
 
-from src import console, paths  # noqa: E402
-
-KERNEL = paths.KERNELS_DIR / "mnist-ensemble" / "kernel.py"
+import bench  # noqa: E402  (its neighbour: benchmarks/ is on the path of `python benchmarks/...`)
+from src import console  # noqa: E402
 
 
 def parse_smoothing(argv: list[str]) -> tuple[float, list[str]]:
@@ -51,9 +49,7 @@ def main(argv=None) -> int:
     smoothing, kernel_argv = parse_smoothing(list(sys.argv[1:] if argv is None else argv))
     console.quiet_tensorflow(verbose="--verbose" in kernel_argv)  # before Keras loads TensorFlow, as a kernel does
     smooth_compiled_loss(smoothing)
-    sys.argv = [str(KERNEL), *kernel_argv]
-    print(f"label smoothing {smoothing:g}: {KERNEL.relative_to(paths.REPO_ROOT)} {' '.join(kernel_argv)}", flush=True)
-    runpy.run_path(str(KERNEL), run_name="__main__")
+    bench.run_kernel_here("mnist-ensemble", kernel_argv, f"label smoothing {smoothing:g}")
     return 0
 
 

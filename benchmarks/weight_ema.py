@@ -13,13 +13,13 @@ it gave).
 """
 
 import argparse
-import runpy
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a clone without `pip install -e .`
 
-from src import console, paths  # noqa: E402
+import bench  # noqa: E402  (its neighbour: benchmarks/ is on the path of `python benchmarks/...`)
+from src import console  # noqa: E402
 
 KERNELS = ("mnist-fast", "mnist-ensemble")
 
@@ -59,10 +59,7 @@ def main(argv=None) -> int:
     momentum, kernel, kernel_argv = parse_ema(list(sys.argv[1:] if argv is None else argv))
     console.quiet_tensorflow(verbose="--verbose" in kernel_argv)  # before Keras loads TensorFlow, as a kernel does
     average_compiled_weights(momentum)
-    script = paths.KERNELS_DIR / kernel / "kernel.py"
-    sys.argv = [str(script), *kernel_argv]
-    print(f"weight EMA {momentum:g}: {script.relative_to(paths.REPO_ROOT)} {' '.join(kernel_argv)}", flush=True)
-    runpy.run_path(str(script), run_name="__main__")
+    bench.run_kernel_here(kernel, kernel_argv, f"weight EMA {momentum:g}")
     return 0
 
 

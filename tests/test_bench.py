@@ -103,3 +103,18 @@ def test_report_table_lists_rows_and_targets_with_verdicts():
     quick = bench.Report(quick=True)
     quick.target("t", "x", True)
     assert "met (on a slice: indicative only)" in quick.table()
+
+
+def test_run_kernel_here_runs_the_kernel_in_this_process_with_its_flags(tmp_path, monkeypatch, capsys):
+    kernel = tmp_path / "fake" / "kernel.py"
+    kernel.parent.mkdir()
+    kernel.write_text("import sys\nfrom pathlib import Path\n"
+                      "Path(sys.argv[0]).with_name('ran.txt').write_text(' '.join(sys.argv[1:]) + ' ' + __name__)\n")
+    monkeypatch.setattr(bench, "KERNELS", tmp_path)
+    monkeypatch.setattr(bench, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # put back after the test
+
+    bench.run_kernel_here("fake", ["--folds", "5"], "a lever")
+
+    assert (kernel.parent / "ran.txt").read_text() == "--folds 5 __main__"
+    assert capsys.readouterr().out == "a lever: fake/kernel.py --folds 5\n"

@@ -1,6 +1,7 @@
 """Tests of benchmarks/label_smoothing.py: the kernel's loss replaced by the smoothed one, and its flag."""
 
 import importlib.util
+import sys
 
 import keras
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from src import paths
 
+sys.path.insert(0, str(paths.REPO_ROOT / "benchmarks"))  # it imports bench, its neighbour
 spec = importlib.util.spec_from_file_location("label_smoothing",
                                               paths.REPO_ROOT / "benchmarks" / "label_smoothing.py")
 label_smoothing = importlib.util.module_from_spec(spec)

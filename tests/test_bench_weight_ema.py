@@ -1,6 +1,7 @@
 """Tests of benchmarks/weight_ema.py: the kernel's optimizer given a weight EMA, and its flags."""
 
 import importlib.util
+import sys
 
 import keras
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from src import paths
 
+sys.path.insert(0, str(paths.REPO_ROOT / "benchmarks"))  # it imports bench, its neighbour
 spec = importlib.util.spec_from_file_location("weight_ema", paths.REPO_ROOT / "benchmarks" / "weight_ema.py")
 weight_ema = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(weight_ema)
