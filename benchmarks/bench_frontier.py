@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bench  # benchmarks/bench.py, beside this script: running programs, the lines every results file opens with
+from src import files  # bench has put the repository on the path (and loaded this module already)
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_DIR = REPO.parent / "shared" / "reference"
@@ -423,8 +424,8 @@ def main(argv=None) -> int:
         # The run's own date, command, machine and commit, then this rewrite's: the figures are the run's.
         header = kept.read_text().rstrip("\n") + "\n\nWritten again with `--from`:\n\n" + header
     elif not args.run_dir:
-        kept.write_text(header + "\n")
-    Path(args.results).write_text(f"# bench-frontier\n\n{header}\n\n{text}")
+        files.write_text(kept, header + "\n")
+    files.write_text(Path(args.results), f"# bench-frontier\n\n{header}\n\n{text}")  # never half-written
     return 0
 
 
