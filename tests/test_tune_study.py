@@ -14,7 +14,6 @@ import warnings
 
 import optuna
 import pytest
-import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from conftest import PROCESS_TIMEOUT, run_kernel
@@ -181,20 +180,19 @@ def test_kill_9_loses_at_most_the_running_trial_and_the_same_command_continues_t
                                text=True)
     deadline = time.monotonic() + PROCESS_TIMEOUT
     try:
-        while time.monotonic() < deadline:  # until trial #0 is finished and #1 running
-            time.sleep(0.5)
-            try:
-                trials = load_study(tmp_path).get_trials()
-            except (KeyError, sqlalchemy.exc.SQLAlchemyError):
-                continue  # the study is not written yet
-            runs = [path for path in (tmp_path / "tune" / "mnist-mlp").glob("mnist-mlp-*") if path.is_dir()]
-            if [trial.state for trial in trials] == [TrialState.COMPLETE, TrialState.RUNNING] and runs:
-                break  # trial #1's run has its folder
+        # Trial #1 runs for about a second: watch the folder, which costs milliseconds a look, not the study.
+        trials_dir = tmp_path / "tune" / "mnist-mlp"
+        while time.monotonic() < deadline and process.poll() is None:  # until trial #1's run has its folder
+            time.sleep(0.02)
+            if (trials_dir / "trial-1.log").exists() and any(path.is_dir() for path in trials_dir.glob("mnist-mlp-*")):
+                break  # a finished run is files; a folder is the running trial #1's
         else:
-            pytest.fail("trial #1's run never started")
+            pytest.fail("trial #1's run was not caught running")
     finally:
         process.send_signal(signal.SIGKILL)
         first_output = process.communicate(timeout=PROCESS_TIMEOUT)[0]
+    states = [trial.state for trial in load_study(tmp_path).get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.RUNNING], first_output
     finished = load_study(tmp_path).get_trials()[0]
     assert "trial 1/2 (#0) cv " in first_output
 
