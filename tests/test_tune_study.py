@@ -17,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import PROCESS_TIMEOUT, run_kernel
-from src import paths, tune
+from src import paths, runs, tune
 from src.errors import KitError
 from src.tune import plan as tune_plan
 from src.tune import storage as tune_storage
@@ -182,10 +182,12 @@ def test_kill_9_loses_at_most_the_running_trial_and_the_same_command_continues_t
     try:
         # Trial #1 runs for about a second: watch the folder, which costs milliseconds a look, not the study.
         trials_dir = tmp_path / "tune" / "mnist-mlp"
-        while time.monotonic() < deadline and process.poll() is None:  # until trial #1's run has its folder
+        while time.monotonic() < deadline and process.poll() is None:  # until trial #1's run is resumable
             time.sleep(0.02)
-            if (trials_dir / "trial-1.log").exists() and any(path.is_dir() for path in trials_dir.glob("mnist-mlp-*")):
-                break  # a finished run is files; a folder is the running trial #1's
+            # A finished run's folder is removed, so a folder is the running trial #1's; its run.json, written
+            # atomically just after the folder is made, is what lets the same command resume it.
+            if (trials_dir / "trial-1.log").exists() and any(trials_dir.glob(f"mnist-mlp-*/{runs.RUN_FILE}")):
+                break
         else:
             pytest.fail("trial #1's run was not caught running")
     finally:
