@@ -7,6 +7,7 @@ test must never hang waiting for a worker.
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,10 +37,34 @@ def clean_env(**extra: str) -> dict:
     return environment
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def ephemeral_ports_start() -> int:
+    """The first port of the range the kernel hands out to port-0 binds and to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports that are free now, chosen at random below the ephemeral range.
+
+    A port probed with bind(port 0) comes from the ephemeral range, where any outgoing connection (another test's
+    gRPC client, say) can take it before the worker binds it: CI failed once on "Could not start gRPC server". Below
+    that range only an explicit bind can take a port.
+    """
+    stop = ephemeral_ports_start()
+    chooser = random.Random()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = chooser.randrange(min(10000, stop // 2), stop)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def tf_config(addresses: list[str], index: int) -> str:
@@ -263,7 +288,7 @@ WORKER_ARGS = ["--strategy", "multiworker", "--loop", "custom", "--batch-size", 
 
 def start_workers(sample_npz, out: Path, tmp_path: Path, epochs: int, indices=(0, 1), **env: str):
     """Starts kernel processes as workers `indices` of a cluster of two on free loopback ports."""
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     workers = []
     for index in indices:
         scratch = tmp_path / f"tmp-{index}"
@@ -322,7 +347,7 @@ def test_two_workers_train_together_and_only_the_chief_writes(sample_npz, tmp_pa
 def test_keras_fit_still_fails_under_multiworker(tmp_path):
     # The canary for config.py's refusal of --strategy multiworker --loop fit: plain Keras, no kit code. When a
     # Keras release trains here, this fails, and the refusal (and this test) can go.
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     workers = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("keras_multiworker_fit.py"))],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                 env=clean_env(TF_CONFIG=tf_config(addresses, index)))
