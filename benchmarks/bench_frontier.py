@@ -7,7 +7,8 @@ as a user would (the kernel, its flags, `--quiet --test-curve`) on the training 
 every model's test accuracy after every epoch (for this report only: nothing is chosen on it) and the seconds each
 epoch took (training and its held-out validation; the test measurement is not timed). An ensemble's curve has one
 point per model: the mean of the first k models' test probabilities, at the time those k models took; the ensemble
-targets count only its last point, the finished recipe's.
+targets count only its last point, the finished recipe's. Last, the recipe kernel runs again: the report states how
+far its epoch moved during the run (a VM's speed drifts over an hour), and keeps the first as the unit.
 
 Writes `benchmarks/frontier.md` (the time to each accuracy, each target met or missed with its figure) and
 `benchmarks/frontier.png` (test accuracy against recipe epochs, log scale, one line per recipe and reference).
@@ -19,16 +20,14 @@ Writes `benchmarks/frontier.md` (the time to each accuracy, each target met or m
 
 import argparse
 import datetime as dt
-import itertools
 import json
-import re
-import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import bench  # benchmarks/bench.py, beside this script: running programs, the lines every results file opens with
+from frontier_curves import Curve, ensemble_curve, mean_curve, model_curve, reference_curve  # beside it too
 from src import files  # bench has put the repository on the path (and loaded this module already)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +37,8 @@ SEED_KERNEL_EPOCHS = 12  # the seed kernel's whole recipe: the unit of the 99.2%
 # name, script, its arguments after the data and epochs: the seed kernel at its recipe's Adadelta 1.0 (bench.py's).
 REFERENCES = (("recipe kernel (reference)", "recipe_kernel.py", ()),
               ("seed kernel (reference)", "seed_kernel.py", ("1.0",)))
-EPOCH_LINE = re.compile(r"^epoch (\d+): ([\d.]+)s.*val_acc=([\d.]+)")
+# The recipe kernel once more after the recipes: how far the machine's speed moved during the run.
+AGAIN = "recipe kernel again (reference)"
 
 
 @dataclass(frozen=True)
@@ -70,95 +70,6 @@ RECIPES = (
     Recipe("quick x 4 seeds", "mnist-ensemble", ("--budget", "quick", "--seeds", "4"), ensemble=True, long=True),
     Recipe("cpu", "mnist-ensemble", ("--budget", "cpu"), ensemble=True, long=True),
 )
-
-
-@dataclass
-class Curve:
-    """Test accuracy against cumulative training seconds: one model's epochs, or an ensemble's models.
-
-    Attributes:
-        label: the line's name in the table and the picture.
-        seconds: cumulative seconds at each point.
-        accuracies: test accuracy at each point.
-        spread: for a mean over models, the (lowest, highest) accuracy at each point; else empty.
-        kind: "reference", "model" or "ensemble".
-    """
-
-    label: str
-    seconds: list[float]
-    accuracies: list[float]
-    spread: list[tuple[float, float]] = field(default_factory=list)
-    kind: str = "model"
-
-    def time_to(self, threshold: float) -> float | None:
-        """Returns the seconds at the first point at or above `threshold`; None when no point reaches it."""
-        for seconds, accuracy in zip(self.seconds, self.accuracies):
-            if accuracy >= threshold - 1e-9:
-                return seconds
-        return None
-
-    def finished(self) -> "Curve":
-        """Returns the curve's last point alone: an ensemble recipe's result, all of its models averaged."""
-        return Curve(self.label, self.seconds[-1:], self.accuracies[-1:], self.spread[-1:], self.kind)
-
-    def best_within(self, limit_seconds: float) -> float | None:
-        """Returns the highest accuracy among the points at most `limit_seconds` in; None when there are none."""
-        inside = [accuracy for seconds, accuracy in zip(self.seconds, self.accuracies) if seconds <= limit_seconds]
-        return max(inside) if inside else None
-
-
-def model_curve(label: str, history: dict[str, list[float]]) -> Curve:
-    """Returns one model's curve from a fold's history (`epoch_seconds`, `test_accuracy`, as `--test-curve` logs)."""
-    return Curve(label, list(itertools.accumulate(history["epoch_seconds"])), list(history["test_accuracy"]))
-
-
-def mean_curve(label: str, curves: list[Curve]) -> Curve:
-    """Returns the epoch-by-epoch mean of several models' curves (seconds and accuracy), with their range."""
-    length = min(len(curve.accuracies) for curve in curves)
-    at = [[curve.accuracies[i] for curve in curves] for i in range(length)]
-    return Curve(
-        label,
-        [statistics.mean(curve.seconds[i] for curve in curves) for i in range(length)],
-        [statistics.mean(values) for values in at],
-        [(min(values), max(values)) for values in at],
-    )
-
-
-def ensemble_curve(label: str, members, labels) -> Curve:
-    """Returns an ensemble's curve: after each model, the accuracy of the mean of the models so far.
-
-    Args:
-        label: the line's name.
-        members: `(seconds, test_probabilities (M, 10))` of each model, in training order.
-        labels: the test labels `(M,)`.
-    """
-    import numpy as np  # here, not at the top: the reference kernels run before this process loads numpy
-
-    seconds, accuracies, total = [], [], None
-    for elapsed, (_, probabilities) in zip(itertools.accumulate(member[0] for member in members), members):
-        total = probabilities if total is None else total + probabilities
-        seconds.append(elapsed)
-        accuracies.append(float(np.mean(np.argmax(total, axis=1) == labels)))
-    return Curve(label, seconds, accuracies, kind="ensemble")
-
-
-def parse_reference(output: str) -> tuple[list[float], list[float]]:
-    """Returns a reference kernel's epoch seconds and accuracies from its `epoch N: Xs ... val_acc=A` lines."""
-    epoch_seconds, accuracies = [], []
-    for line in output.splitlines():
-        match = EPOCH_LINE.match(line.strip())
-        if match:
-            epoch_seconds.append(float(match.group(2)))
-            accuracies.append(float(match.group(3)))
-    return epoch_seconds, accuracies
-
-
-def reference_curve(name: str, log: Path) -> tuple[Curve, float]:
-    """Returns a reference kernel's curve (its validation is MNIST's test split) and fastest epoch, from its log."""
-    epoch_seconds, accuracies = parse_reference(log.read_text())
-    if not epoch_seconds:
-        raise SystemExit(f"error: {name} printed no `epoch N: Xs ... val_acc=A` line; see {log}.")
-    return Curve(name, list(itertools.accumulate(epoch_seconds)), accuracies, kind="reference"), min(epoch_seconds)
 
 
 def recipe_folder(out: Path, recipe: Recipe, seed: int) -> Path:
@@ -342,6 +253,12 @@ def report(out: Path, data: Path, recipes: list[Recipe], reference_epochs: int) 
     (recipe_curve, recipe_epoch), (seed_curve, seed_epoch) = [
         reference_curve(name, out / "logs" / f"{bench.slug(name)}.log") for name, _, _ in REFERENCES]
     units = {"recipe": recipe_epoch, "seed": SEED_KERNEL_EPOCHS * seed_epoch}
+    again_log = out / "logs" / f"{bench.slug(AGAIN)}.log"
+    again = ""
+    if again_log.is_file():
+        _, epoch_again = reference_curve(AGAIN, again_log)
+        again = (f" Measured again after the recipes, the recipe epoch was {epoch_again:.1f} s "
+                 f"({epoch_again / recipe_epoch - 1:+.0%}): the times here use the first.")
     labels = npz.read_npz(data, ("y_test",), what="the benchmark's mnist.npz",
                           fix="Pass --data an mnist.npz whose test split has labels.")["y_test"]
     curves, scores = [recipe_curve, seed_curve], []
@@ -358,10 +275,10 @@ def report(out: Path, data: Path, recipes: list[Recipe], reference_epochs: int) 
     met_word = {True: "met", False: "missed", None: "not measured"}
     lines = [
         f"One recipe epoch = {recipe_epoch:.1f} s (the fastest of {reference_epochs} epochs of `recipe_kernel.py` "
-        f"on 45,000 images); the seed kernel's 12 epochs = 12 x {seed_epoch:.1f} s = {units['seed']:.0f} s. Recipes "
-        f"trained on `{data.name}`'s training split and tested on its {len(labels):,} test images; a time is the sum "
-        "of the models' training epochs (each with its held-out validation), without start-up or prediction. Test "
-        "accuracies are for this report only.",
+        f"on 45,000 images); the seed kernel's 12 epochs = 12 x {seed_epoch:.1f} s = {units['seed']:.0f} s.{again} "
+        f"Recipes trained on `{data.name}`'s training split and tested on its {len(labels):,} test images; a time is "
+        "the sum of the models' training epochs (each with its held-out validation), without start-up or prediction. "
+        "Test accuracies are for this report only.",
         "",
         "| target | goal | measured | verdict |",
         "|---|---|---|---|",
@@ -413,6 +330,9 @@ def main(argv=None) -> int:
         for recipe in recipes:
             print(f"recipe {recipe.name}: {recipe.kernel} {' '.join(recipe.flags)}, seeds {recipe.seeds}", flush=True)
             run_recipe(recipe, data, out, extra, args.timeout)
+        print("units again: the recipe kernel", flush=True)
+        command = [sys.executable, str(references / REFERENCES[0][1]), str(data), str(args.reference_epochs)]
+        bench.run_program(AGAIN, command, out / "logs" / f"{bench.slug(AGAIN)}.log", args.timeout)
     text, curves, recipe_epoch = report(out, data, recipes, args.reference_epochs)
     text += f"Run folder: `{out}`" + (" (this report was written again from it with `--from`)" if args.run_dir
                                       else "") + f". Picture: `{Path(args.picture).name}`.\n"
