@@ -38,7 +38,7 @@ SEED_KERNEL_EPOCHS = 12  # the seed kernel's whole recipe: the unit of the 99.2%
 REFERENCES = (("recipe kernel (reference)", "recipe_kernel.py", ()),
               ("seed kernel (reference)", "seed_kernel.py", ("1.0",)))
 # The recipe kernel once more after the recipes: how far the machine's speed moved during the run.
-AGAIN = "recipe kernel again (reference)"
+AGAIN = ("recipe kernel again (reference)", "recipe_kernel.py", ())
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,18 @@ RECIPES = (
     Recipe("quick x 4 seeds", "mnist-ensemble", ("--budget", "quick", "--seeds", "4"), ensemble=True, long=True),
     Recipe("cpu", "mnist-ensemble", ("--budget", "cpu"), ensemble=True, long=True),
 )
+
+
+def reference_log(out: Path, name: str) -> Path:
+    """Returns the log a reference kernel's run writes in a run's folder."""
+    return out / "logs" / f"{bench.slug(name)}.log"
+
+
+def run_reference(name: str, script: Path, more: tuple[str, ...], data: Path, epochs: int, out: Path,
+                  timeout: float) -> None:
+    """Runs a reference kernel for `epochs` epochs on `data`, its output in `reference_log(out, name)`."""
+    bench.run_program(name, [sys.executable, str(script), str(data), str(epochs), *more], reference_log(out, name),
+                      timeout)
 
 
 def recipe_folder(out: Path, recipe: Recipe, seed: int) -> Path:
@@ -251,12 +263,12 @@ def report(out: Path, data: Path, recipes: list[Recipe], reference_epochs: int) 
     from src import npz  # here, not at the top: the reference kernels run while this process is still small
 
     (recipe_curve, recipe_epoch), (seed_curve, seed_epoch) = [
-        reference_curve(name, out / "logs" / f"{bench.slug(name)}.log") for name, _, _ in REFERENCES]
+        reference_curve(name, reference_log(out, name)) for name, _, _ in REFERENCES]
     units = {"recipe": recipe_epoch, "seed": SEED_KERNEL_EPOCHS * seed_epoch}
-    again_log = out / "logs" / f"{bench.slug(AGAIN)}.log"
+    again_log = reference_log(out, AGAIN[0])
     again = ""
     if again_log.is_file():
-        _, epoch_again = reference_curve(AGAIN, again_log)
+        _, epoch_again = reference_curve(AGAIN[0], again_log)
         again = (f" Measured again after the recipes, the recipe epoch was {epoch_again:.1f} s "
                  f"({epoch_again / recipe_epoch - 1:+.0%}): the times here use the first.")
     labels = npz.read_npz(data, ("y_test",), what="the benchmark's mnist.npz",
@@ -325,14 +337,13 @@ def main(argv=None) -> int:
         out = Path(args.out) / started.strftime("%Y%m%dT%H%M%SZ")  # each run its own folder: none reads another's
         print("units: the reference kernels", flush=True)
         for name, script, more in REFERENCES:
-            command = [sys.executable, str(references / script), str(data), str(args.reference_epochs), *more]
-            bench.run_program(name, command, out / "logs" / f"{bench.slug(name)}.log", args.timeout)
+            run_reference(name, references / script, more, data, args.reference_epochs, out, args.timeout)
         for recipe in recipes:
             print(f"recipe {recipe.name}: {recipe.kernel} {' '.join(recipe.flags)}, seeds {recipe.seeds}", flush=True)
             run_recipe(recipe, data, out, extra, args.timeout)
         print("units again: the recipe kernel", flush=True)
-        command = [sys.executable, str(references / REFERENCES[0][1]), str(data), str(args.reference_epochs)]
-        bench.run_program(AGAIN, command, out / "logs" / f"{bench.slug(AGAIN)}.log", args.timeout)
+        name, script, more = AGAIN
+        run_reference(name, references / script, more, data, args.reference_epochs, out, args.timeout)
     text, curves, recipe_epoch = report(out, data, recipes, args.reference_epochs)
     text += f"Run folder: `{out}`" + (" (this report was written again from it with `--from`)" if args.run_dir
                                       else "") + f". Picture: `{Path(args.picture).name}`.\n"
