@@ -37,8 +37,8 @@ SEED_KERNEL_EPOCHS = 12  # the seed kernel's whole recipe: the unit of the 99.2%
 # name, script, its arguments after the data and epochs: the seed kernel at its recipe's Adadelta 1.0 (bench.py's).
 REFERENCES = (("recipe kernel (reference)", "recipe_kernel.py", ()),
               ("seed kernel (reference)", "seed_kernel.py", ("1.0",)))
-# The recipe kernel once more after the recipes: how far the machine's speed moved during the run.
-AGAIN = ("recipe kernel again (reference)", "recipe_kernel.py", ())
+# The recipe kernel (REFERENCES[0]) once more after the recipes: how far the machine's speed moved during the run.
+AGAIN = "recipe kernel again (reference)"
 
 
 @dataclass(frozen=True)
@@ -265,10 +265,10 @@ def report(out: Path, data: Path, recipes: list[Recipe], reference_epochs: int) 
     (recipe_curve, recipe_epoch), (seed_curve, seed_epoch) = [
         reference_curve(name, reference_log(out, name)) for name, _, _ in REFERENCES]
     units = {"recipe": recipe_epoch, "seed": SEED_KERNEL_EPOCHS * seed_epoch}
-    again_log = reference_log(out, AGAIN[0])
+    again_log = reference_log(out, AGAIN)
     again = ""
     if again_log.is_file():
-        _, epoch_again = reference_curve(AGAIN[0], again_log)
+        _, epoch_again = reference_curve(AGAIN, again_log)
         again = (f" Measured again after the recipes, the recipe epoch was {epoch_again:.1f} s "
                  f"({epoch_again / recipe_epoch - 1:+.0%}): the times here use the first.")
     labels = npz.read_npz(data, ("y_test",), what="the benchmark's mnist.npz",
@@ -342,8 +342,8 @@ def main(argv=None) -> int:
             print(f"recipe {recipe.name}: {recipe.kernel} {' '.join(recipe.flags)}, seeds {recipe.seeds}", flush=True)
             run_recipe(recipe, data, out, extra, args.timeout)
         print("units again: the recipe kernel", flush=True)
-        name, script, more = AGAIN
-        run_reference(name, references / script, more, data, args.reference_epochs, out, args.timeout)
+        _, script, more = REFERENCES[0]
+        run_reference(AGAIN, references / script, more, data, args.reference_epochs, out, args.timeout)
     text, curves, recipe_epoch = report(out, data, recipes, args.reference_epochs)
     text += f"Run folder: `{out}`" + (" (this report was written again from it with `--from`)" if args.run_dir
                                       else "") + f". Picture: `{Path(args.picture).name}`.\n"
